@@ -1,0 +1,189 @@
+"""BusCallback: Tune's callback hooks turned into bus events at the cost of one encode."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ray import cloudpickle
+from ray.tune import Callback
+
+from pipeline.bus import DEFAULT_ADDRESS
+from pipeline.codec import encode_event
+from pipeline.events import Kind
+from pipeline.sender import Sender, SenderConfig
+
+if TYPE_CHECKING:
+    from ray.tune.experiment import Trial
+
+__all__ = ["BusCallback"]
+
+log = logging.getLogger(__name__)
+
+ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+class BusCallback(Callback):
+    """Publishes every Tune event to a tunebus collector; the driver never waits on I/O.
+
+    Args:
+        address: the collector's bus address, e.g. ``tcp://127.0.0.1:5555``.
+        end_timeout_s: how long ``on_experiment_end`` waits for the collector
+            to confirm that every event is written (``Tuner.fit`` reads the
+            files right after). 0 does not wait.
+        sender: buffer bounds and timings of the background sender.
+        disable_builtin_loggers: set ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``
+            so Tune does not also write the same files itself.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        end_timeout_s: float = 30.0,
+        sender: SenderConfig | None = None,
+        disable_builtin_loggers: bool = True,
+    ) -> None:
+        if not isinstance(address, str) or not address.startswith(ADDRESS_SCHEMES):
+            raise ValueError(f"address must start with one of {ADDRESS_SCHEMES}, got {address!r}")
+        if not end_timeout_s >= 0:
+            raise ValueError(f"end_timeout_s must be >= 0, got {end_timeout_s!r}")
+        self.address = address
+        self.end_timeout_s = end_timeout_s
+        self.sender_config = sender or SenderConfig()
+        self.producer = uuid.uuid4().hex[:16]
+        if disable_builtin_loggers:
+            os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sender: Sender | None = None
+        self._stream = ""
+        self._seq = 0
+        self._heads: dict[str, tuple[str, str, str]] = {}
+        self.dropped = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for name in ("_sender", "_stream", "_seq", "_heads", "dropped"):
+            state.pop(name)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def get_state(self) -> dict[str, Any]:
+        return {"producer": self.producer}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.producer = str(state.get("producer", self.producer))
+
+    @property
+    def stream(self) -> str:
+        """This process's producer id on the bus: the stable id plus a per-process suffix."""
+        return self._stream
+
+    def _start(self) -> Sender:
+        # A new stream per process: sequence numbers restart at 0 and never collide with
+        # what a previous driver of the same experiment (before Tuner.restore) sent.
+        self._stream = f"{self.producer}.{uuid.uuid4().hex[:8]}"
+        self._seq = 0
+        self._sender = Sender(self.address, self._stream, self.sender_config)
+        return self._sender
+
+    def _emit(self, kind: str, head: tuple[str, str, str], payload: dict[str, Any]) -> None:
+        sender = self._sender or self._start()
+        if not sender.has_room():
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning("tunebus: sender buffer full (%d events), dropping new events",
+                            sender.config.max_buffer_events)
+            return
+        seq = self._seq
+        self._seq = seq + 1
+        try:
+            sender.submit(seq, encode_event(kind, self._stream, seq, time.time(), *head, payload))
+        except RuntimeError as exc:
+            self.dropped += 1
+            if self.dropped == 1:
+                log.error("tunebus: %s; events are being dropped", exc)
+
+    def _head(self, trial: Trial) -> tuple[str, str, str]:
+        head = self._heads.get(trial.trial_id)
+        if head is None:
+            head = (trial.experiment_dir_name, trial.trial_id, trial.storage.trial_dir_name)
+            self._heads[trial.trial_id] = head
+        return head
+
+    def setup(self, stop: Any = None, num_samples: int | None = None,
+              total_num_samples: int | None = None, **info: Any) -> None:
+        self._start()
+        payload = {"stop": stop, "num_samples": num_samples, "total_num_samples": total_num_samples}
+        self._emit(Kind.SETUP.value, ("", "", ""), payload)
+
+    def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._emit(Kind.TRIAL_START.value, self._head(trial), {
+            "config": trial.config,
+            "evaluated_params": trial.evaluated_params,
+            "params_pkl": cloudpickle.dumps(trial.config),
+            "path": trial.path,
+            "experiment_path": trial.remote_experiment_path,
+        })
+
+    def on_trial_restore(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._emit(Kind.TRIAL_RESTORE.value, self._head(trial), {})
+
+    def on_trial_save(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._emit(Kind.TRIAL_SAVE.value, self._head(trial), {})
+
+    def on_checkpoint(self, iteration: int, trials: list[Trial], trial: Trial,
+                      checkpoint: Any, **info: Any) -> None:
+        self._emit(Kind.CHECKPOINT.value, self._head(trial), {"path": getattr(checkpoint, "path", None)})
+
+    def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
+                        result: dict[str, Any], **info: Any) -> None:
+        head = self._heads.get(trial.trial_id) or self._head(trial)
+        self._emit(Kind.RESULT.value, head, result)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._emit(Kind.TRIAL_COMPLETE.value, self._head(trial),
+                   {"evaluated_params": trial.evaluated_params})
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._emit(Kind.TRIAL_ERROR.value, self._head(trial),
+                   {"evaluated_params": trial.evaluated_params, "error_file": trial.error_file})
+
+    def on_trial_recover(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
+        self._emit(Kind.TRIAL_RECOVER.value, self._head(trial), {"error_file": trial.error_file})
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        statuses: dict[str, dict[str, str]] = {}
+        for trial in trials:
+            experiment, trial_id, _ = self._head(trial)
+            statuses.setdefault(experiment, {})[trial_id] = str(trial.status)
+        for experiment, trial_statuses in statuses.items():
+            self._emit(Kind.EXPERIMENT_END.value, (experiment, "", ""), {"trials": trial_statuses})
+        self.flush(self.end_timeout_s)
+        self.close()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until the collector confirms every event so far is written; False on timeout."""
+        if self._sender is None:
+            return True
+        if timeout_s > 0 and self._sender.flush(timeout_s):
+            return True
+        stats = self._sender.stats()
+        if stats.buffered:
+            log.warning("tunebus: %d events not yet confirmed by the collector at %s after %.1fs",
+                        stats.buffered, self.address, timeout_s)
+        return stats.buffered == 0
+
+    def close(self) -> None:
+        """Stop the sender thread; safe to call twice."""
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None

@@ -1,0 +1,129 @@
+"""The ``tunebus`` command: ``collect`` runs the daemon, ``demo`` runs a small sweep through it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from pipeline.bus import DEFAULT_ADDRESS
+
+__all__ = ["main"]
+
+log = logging.getLogger("tunebus")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one readable line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _sink_list(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("collect", help="run the collector daemon",
+                       description="Receive Tune events from BusCallback and write them with the sinks.")
+    p.add_argument("--bind", default=DEFAULT_ADDRESS, help="ZeroMQ address to bind (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("~/ray_results"),
+                   help="root directory for experiment folders; use Tune's storage_path (default: %(default)s)")
+    p.add_argument("--sinks", type=_sink_list, default=("json", "csv"),
+                   help="comma-separated sinks to write (default: json,csv)")
+    p.add_argument("--max-queue-events", type=_positive_int, default=200_000,
+                   help="events each sink may have queued before the collector stops reading (default: %(default)s)")
+    p.add_argument("--batch-max-events", type=_positive_int, default=5_000,
+                   help="most events one sink write takes (default: %(default)s)")
+    p.add_argument("--batch-linger-s", type=_non_negative_float, default=0.05,
+                   help="seconds a sink waits for a full batch once it has an event (default: %(default)s)")
+    p.add_argument("--max-message-bytes", type=_positive_int, default=64 * 1024 * 1024,
+                   help="largest frame accepted; larger ones drop the connection (default: %(default)s)")
+    p.add_argument("--quarantine-max-bytes", type=_positive_int, default=256 * 1024 * 1024,
+                   help="most bytes of bad frames kept in <out>/.tunebus/quarantine.msgpack (default: %(default)s)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("demo", help="run a small Tune sweep through a local collector",
+                       description="Start a collector, run a small Tune sweep through BusCallback, "
+                                   "and print where the files went.")
+    p.add_argument("--out", type=Path, default=Path("tunebus-demo"),
+                   help="storage path for the sweep and the collector (default: %(default)s)")
+    p.add_argument("--trials", type=_positive_int, default=4, help="trials (default: %(default)s)")
+    p.add_argument("--iterations", type=_positive_int, default=20,
+                   help="results each trial reports (default: %(default)s)")
+
+
+def parser() -> _Parser:
+    top = _Parser(prog="tunebus", description="Ray Tune logging over a ZeroMQ bus.")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_collect(sub)
+    _add_demo(sub)
+    return top
+
+
+async def _serve(config: object) -> None:
+    from pipeline.config import build_collector
+
+    collector = build_collector(config)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await collector.run(stop)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from pipeline.config import CollectorConfig
+
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = CollectorConfig(
+            out=args.out, bind=args.bind, sinks=args.sinks,
+            max_queue_events=args.max_queue_events, batch_max_events=args.batch_max_events,
+            batch_linger_s=args.batch_linger_s, max_message_bytes=args.max_message_bytes,
+            quarantine_max_bytes=args.quarantine_max_bytes,
+        )
+    except ValueError as exc:
+        print(f"tunebus collect: error: {exc}", file=sys.stderr)
+        return 2
+    log.info("effective config: %s", config)
+    try:
+        asyncio.run(_serve(config))
+    except OSError as exc:  # e.g. the address is in use, the directory is not writable
+        print(f"tunebus collect: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "collect":
+        return _collect(args)
+    from pipeline.demo import run_demo
+
+    return run_demo(args.out, args.trials, args.iterations)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The wire codec: events to msgpack bytes and back, numpy and odd values included."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from pipeline.events import KINDS, SCHEMA_VERSION, TRIAL_KINDS, Event, SchemaError, check_name
+
+__all__ = [
+    "EXT_FALLBACK",
+    "EXT_NDARRAY",
+    "EXT_NPSCALAR",
+    "EXT_TUPLE",
+    "Fallback",
+    "decode_control",
+    "decode_frame",
+    "encode_control",
+    "encode_event",
+    "frame_events",
+]
+
+EXT_NDARRAY = 1  # [dtype.str, shape, raw bytes in C order]
+EXT_NPSCALAR = 2  # [dtype.str, raw bytes]
+EXT_TUPLE = 3  # packed list of the items
+EXT_FALLBACK = 4  # [JSON text Tune's SafeFallbackEncoder writes, str(value)]
+
+# Numeric, bool, bytes and unicode dtypes travel; object and structured dtypes never do.
+WIRE_DTYPE_KINDS = frozenset("biufcSU")
+EVENT_FIELDS = 9
+
+
+class Fallback:
+    """A value msgpack cannot carry, kept as the two texts Tune's loggers would write."""
+
+    __slots__ = ("json", "text")
+
+    def __init__(self, json_text: str, text: str) -> None:
+        self.json = json_text
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fallback) and (self.json, self.text) == (other.json, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.json, self.text))
+
+
+def _fallback_json(value: Any) -> str:
+    try:
+        from ray.tune.utils.util import SafeFallbackEncoder
+    except ImportError:  # a producer without Ray: the plain text is what Tune would fall back to
+        return json.dumps(str(value))
+    try:
+        return json.dumps(value, cls=SafeFallbackEncoder)
+    except Exception:  # noqa: BLE001 - Tune's encoder itself gives up with str()
+        return json.dumps(str(value))
+
+
+def _pack_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and value.dtype.kind in WIRE_DTYPE_KINDS:
+        data = [value.dtype.str, list(value.shape), np.ascontiguousarray(value).tobytes()]
+        return msgpack.ExtType(EXT_NDARRAY, msgpack.packb(data))
+    if isinstance(value, np.generic) and value.dtype.kind in WIRE_DTYPE_KINDS:
+        return msgpack.ExtType(EXT_NPSCALAR, msgpack.packb([value.dtype.str, value.tobytes()]))
+    if isinstance(value, tuple) and type(value) is tuple:
+        return msgpack.ExtType(EXT_TUPLE, _packb(list(value)))
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, str):
+        return str(value)
+    text = str(value)
+    return msgpack.ExtType(EXT_FALLBACK, msgpack.packb([_fallback_json(value), text]))
+
+
+def _packb(value: Any) -> bytes:
+    return msgpack.packb(value, default=_pack_default, strict_types=True)
+
+
+def encode_event(
+    kind: str,
+    producer: str,
+    seq: int,
+    ts: float,
+    experiment: str,
+    trial: str,
+    trial_dir: str,
+    payload: dict[str, Any],
+) -> bytes:
+    """One event as the msgpack array the wire carries; never raises for odd values."""
+    try:
+        return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, payload])
+    except (ValueError, TypeError, OverflowError, UnicodeError):
+        # A string with lone surrogates, a cycle, too deep a nest: keep the event, lose the value.
+        safe = {"tunebus_unencodable": str(payload)[:65536]}
+        return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, safe])
+
+
+def frame_events(encoded: list[bytes]) -> bytes:
+    """Many encoded events as one msgpack array: one frame, no re-encoding."""
+    header: bytes = msgpack.Packer().pack_array_header(len(encoded))
+    return header + b"".join(encoded)
+
+
+def _unpack_ext(code: int, data: bytes) -> Any:
+    if code == EXT_NDARRAY:
+        dtype_str, shape, raw = msgpack.unpackb(data)
+        dtype = _wire_dtype(dtype_str)
+        shape = tuple(int(n) for n in shape)
+        if math.prod(shape) * dtype.itemsize != len(raw):
+            raise SchemaError("bad-array", f"{len(raw)} bytes do not fill {dtype_str}{shape}")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    if code == EXT_NPSCALAR:
+        dtype_str, raw = msgpack.unpackb(data)
+        dtype = _wire_dtype(dtype_str)
+        if dtype.itemsize != len(raw):
+            raise SchemaError("bad-array", f"{len(raw)} bytes are not one {dtype_str}")
+        return np.frombuffer(raw, dtype=dtype)[0]
+    if code == EXT_TUPLE:
+        return tuple(_unpackb(data))
+    if code == EXT_FALLBACK:
+        json_text, text = msgpack.unpackb(data)
+        if not (isinstance(json_text, str) and isinstance(text, str)):
+            raise SchemaError("bad-type", "fallback texts must be strings")
+        return Fallback(json_text, text)
+    raise SchemaError("unknown-ext", f"extension type {code}")
+
+
+def _wire_dtype(dtype_str: object) -> np.dtype[Any]:
+    if not isinstance(dtype_str, str) or len(dtype_str) > 8:
+        raise SchemaError("bad-array", f"dtype {dtype_str!r}")
+    try:
+        dtype = np.dtype(dtype_str)
+    except TypeError as exc:
+        raise SchemaError("bad-array", f"dtype {dtype_str!r}") from exc
+    if dtype.kind not in WIRE_DTYPE_KINDS or dtype.fields is not None:
+        raise SchemaError("bad-array", f"dtype {dtype_str!r} may not travel")
+    return dtype
+
+
+def _unpackb(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_unpack_ext, strict_map_key=False, raw=False)
+
+
+def _to_event(item: Any) -> Event:
+    if not isinstance(item, list) or not item:
+        raise SchemaError("bad-shape", f"an event is an array, got {type(item).__name__}")
+    if item[0] != SCHEMA_VERSION:
+        raise SchemaError("unknown-version", f"schema version {item[0]!r}")
+    if len(item) != EVENT_FIELDS:
+        raise SchemaError("bad-shape", f"an event has {EVENT_FIELDS} fields, got {len(item)}")
+    _, kind, producer, seq, ts, experiment, trial, trial_dir, payload = item
+    if kind not in KINDS:
+        raise SchemaError("unknown-kind", f"kind {kind!r}")
+    if not isinstance(producer, str) or not producer or len(producer) > 255:
+        raise SchemaError("bad-type", "producer must be a non-empty string")
+    if type(seq) is not int or seq < 0 or type(ts) not in (float, int):
+        raise SchemaError("bad-type", "seq must be a non-negative integer, ts a number")
+    if not isinstance(payload, dict):
+        raise SchemaError("bad-type", "payload must be a map")
+    in_trial = kind in TRIAL_KINDS
+    check_name("experiment", experiment, allow_empty=kind == "setup")
+    check_name("trial", trial, allow_empty=not in_trial)
+    check_name("trial_dir", trial_dir, allow_empty=not in_trial)
+    return Event(kind, producer, seq, float(ts), experiment, trial, trial_dir, payload)
+
+
+def decode_frame(frame: bytes) -> tuple[list[Event], list[SchemaError]]:
+    """The valid events of a frame, and one error per event (or frame) that is not."""
+    try:
+        items = _unpackb(frame)
+    except SchemaError as exc:
+        return [], [exc]
+    except Exception as exc:  # noqa: BLE001 - any malformed byte string is a fault, not a crash
+        return [], [SchemaError("bad-msgpack", f"{type(exc).__name__}: {exc}"[:200])]
+    if not isinstance(items, list):
+        return [], [SchemaError("bad-shape", f"a frame is an array, got {type(items).__name__}")]
+    events: list[Event] = []
+    faults: list[SchemaError] = []
+    for item in items:
+        try:
+            events.append(_to_event(item))
+        except SchemaError as exc:
+            faults.append(exc)
+    return events, faults
+
+
+def encode_control(kind: str, *args: int | str) -> bytes:
+    """A collector-to-producer message: ``["ack", seq]`` or ``["nack", expected_seq]``."""
+    return msgpack.packb([kind, *args])
+
+
+def decode_control(frame: bytes) -> tuple[str, list[Any]]:
+    """The kind and arguments of a control message; raises SchemaError if it is not one."""
+    try:
+        message = msgpack.unpackb(frame)
+    except Exception as exc:  # noqa: BLE001
+        raise SchemaError("bad-msgpack", str(exc)[:200]) from exc
+    if not isinstance(message, list) or not message or not isinstance(message[0], str):
+        raise SchemaError("bad-shape", "a control message is [kind, ...]")
+    return message[0], message[1:]

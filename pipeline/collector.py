@@ -1,0 +1,172 @@
+"""The collector: receives frames, orders and dedupes each producer's events, feeds the sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from pipeline.bus import collector_socket
+from pipeline.codec import decode_frame, encode_control
+from pipeline.events import Event, SchemaError
+from pipeline.fanout import Fanout
+from pipeline.quarantine import Quarantine
+
+__all__ = ["Collector", "CollectorStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CollectorStats:
+    """What the collector has received."""
+
+    frames: int = 0
+    events: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    per_producer: collections.Counter[str] = field(default_factory=collections.Counter)
+
+
+class Collector:
+    """Reads the bus until stopped, then drains every sink queue and closes every file.
+
+    Each producer's events are taken strictly in sequence: a repeat is dropped
+    (and acknowledged again), a gap is answered with ``nack`` so the producer
+    resends from the first missing event. Acknowledgements carry the highest
+    sequence every durable sink has written.
+    """
+
+    def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine,
+                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.bind = bind
+        self.fanout = fanout
+        self.quarantine = quarantine
+        self.max_message_bytes = max_message_bytes
+        self.stats = CollectorStats()
+        self.address = ""
+        self.ready = asyncio.Event()
+        self._expected: dict[str, int] = {}
+        self._acked: dict[str, int] = {}
+        self._progress = asyncio.Event()
+        for worker in fanout.workers:
+            worker.on_progress = self._progress.set
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set; returns once everything received is written."""
+        ctx = zmq.asyncio.Context()
+        sock = collector_socket(ctx, self.bind, self.max_message_bytes)
+        self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        workers = [asyncio.create_task(w.run(), name=f"sink-{w.name}") for w in self.fanout.workers]
+        acks = asyncio.create_task(self._ack_loop(sock), name="acks")
+        receive = asyncio.create_task(self._receive_loop(sock), name="receive")
+        self.ready.set()
+        log.info("collecting on %s into sinks %s", self.address,
+                 ", ".join(w.name for w in self.fanout.workers))
+        try:
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait([stopped, receive, *workers], return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if receive.done() and not receive.cancelled() and receive.exception():
+                log.error("receive loop failed: %r", receive.exception())
+            receive.cancel()
+            await asyncio.gather(receive, return_exceptions=True)
+            await self.fanout.drain()
+            await asyncio.gather(*workers)
+            self._send_acks(sock)
+        finally:
+            acks.cancel()
+            await asyncio.gather(acks, return_exceptions=True)
+            for task in workers:
+                task.cancel()
+            sock.close(linger=0)
+            ctx.term()
+        log.info("collector stopped: %d events from %d producers",
+                 self.stats.events, len(self.stats.per_producer))
+
+    async def _receive_loop(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            parts = await sock.recv_multipart()
+            self.stats.frames += 1
+            if len(parts) != 2:
+                self.quarantine.add(parts[0], b"".join(parts[1:]),
+                                    [SchemaError("bad-frames", f"{len(parts) - 1} parts")])
+                continue
+            identity, frame = parts
+            events, faults = decode_frame(frame)
+            if faults:
+                self.quarantine.add(identity, frame, faults)
+            accepted = self._in_sequence(sock, identity, events)
+            if accepted:
+                self.stats.events += len(accepted)
+                await self.fanout.put(accepted)
+
+    def _in_sequence(self, sock: zmq.asyncio.Socket, identity: bytes,
+                     events: list[Event]) -> list[Event]:
+        producer = identity.decode(errors="replace")
+        accepted: list[Event] = []
+        foreign = [e for e in events if e.producer != producer]
+        if foreign:
+            self.quarantine.add(identity, b"", [SchemaError(
+                "producer-mismatch", f"{len(foreign)} events name another producer")])
+        for event in events:
+            if event.producer != producer:
+                continue
+            expected = self._expected.get(producer, event.seq)
+            if event.seq < expected:
+                self.stats.duplicates += 1
+                continue
+            if event.seq > expected:
+                self.stats.gaps += 1
+                self._send(sock, identity, "nack", expected)
+                break
+            accepted.append(event)
+            self._expected[producer] = event.seq + 1
+        self.stats.per_producer[producer] += len(accepted)
+        if len(accepted) < len(events) and producer in self._acked:
+            self._send(sock, identity, "ack", self._acked[producer])
+        return accepted
+
+    async def _ack_loop(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            await self._progress.wait()
+            self._progress.clear()
+            self._send_acks(sock)
+
+    def _send_acks(self, sock: zmq.asyncio.Socket) -> None:
+        for producer in self._expected:
+            mark = self.fanout.mark(producer)
+            if mark > self._acked.get(producer, -1):
+                self._acked[producer] = mark
+                self._send(sock, producer.encode(), "ack", mark)
+
+    def _send(self, sock: zmq.asyncio.Socket, identity: bytes, kind: str, seq: int) -> None:
+        # A ROUTER never blocks: a message for a producer that is gone is dropped,
+        # and that producer resends when it comes back.
+        sent = sock.send_multipart([identity, encode_control(kind, seq)], zmq.NOBLOCK)
+        sent.add_done_callback(_ignore_send_error)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters for status and tests."""
+        return {
+            "frames": self.stats.frames,
+            "events": self.stats.events,
+            "duplicates": self.stats.duplicates,
+            "gaps": self.stats.gaps,
+            "quarantined": self.quarantine.frames,
+            "faults": dict(self.quarantine.faults),
+            "queue_depth": self.fanout.depth(),
+            "sinks": {w.name: {"events": w.stats.events, "batches": w.stats.batches,
+                               "errors": w.stats.errors, "queued": len(w.queue)}
+                      for w in self.fanout.workers},
+        }
+
+
+def _ignore_send_error(sent: asyncio.Future[Any]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        log.debug("an acknowledgement was not sent: %s", sent.exception())

@@ -1,0 +1,90 @@
+"""The event schema: what every message on the bus says, and which names are safe."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Event",
+    "Kind",
+    "SchemaError",
+    "check_name",
+]
+
+SCHEMA_VERSION = 1
+"""Bumped on any change a version-1 reader would misread; readers reject other versions."""
+
+MAX_NAME_CHARS = 255
+
+
+class Kind(str, enum.Enum):
+    """What happened: one kind per Tune callback hook."""
+
+    SETUP = "setup"
+    TRIAL_START = "trial_start"
+    TRIAL_RESTORE = "trial_restore"
+    TRIAL_SAVE = "trial_save"
+    CHECKPOINT = "checkpoint"
+    RESULT = "result"
+    TRIAL_COMPLETE = "trial_complete"
+    TRIAL_ERROR = "trial_error"
+    TRIAL_RECOVER = "trial_recover"
+    EXPERIMENT_END = "experiment_end"
+
+
+KINDS = {kind.value: kind for kind in Kind}
+TRIAL_KINDS = frozenset(KINDS) - {Kind.SETUP.value, Kind.EXPERIMENT_END.value}
+
+
+class SchemaError(ValueError):
+    """A message that is not a valid event of this schema version."""
+
+    def __init__(self, fault: str, detail: str) -> None:
+        super().__init__(f"{fault}: {detail}")
+        self.fault = fault
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened in a Tune run, as it travels on the bus.
+
+    ``experiment`` and ``trial_dir`` are Tune's own directory names (relative,
+    one path component each); ``trial`` is Tune's trial id. Experiment-level
+    kinds carry empty ``trial`` and ``trial_dir``.
+    """
+
+    kind: str
+    producer: str
+    seq: int
+    ts: float
+    experiment: str
+    trial: str
+    trial_dir: str
+    payload: dict[str, Any]
+    version: int = SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.experiment, self.trial)
+
+
+def check_name(what: str, name: object, *, allow_empty: bool = False) -> str:
+    """Return ``name`` if it is one safe path component, else raise SchemaError."""
+    if not isinstance(name, str):
+        raise SchemaError("bad-type", f"{what} must be a string, got {type(name).__name__}")
+    if not name:
+        if allow_empty:
+            return name
+        raise SchemaError("bad-name", f"{what} is empty")
+    if (
+        len(name) > MAX_NAME_CHARS
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+    ):
+        raise SchemaError("bad-name", f"{what} {name[:80]!r} is not a safe directory name")
+    return name

@@ -1,0 +1,176 @@
+"""Sink queues: one bounded queue, one task and one thread per sink, and the marks they reach."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pipeline.events import Event
+from pipeline.filters import Filter, apply_filters
+from sinks.base import Sink, TrialFiles, close_all, deliver
+
+__all__ = ["EventQueue", "Fanout", "SinkStats", "SinkWorker"]
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY_S = 30.0
+
+
+class EventQueue:
+    """A FIFO of events bounded by count: ``put`` awaits room, ``get_batch`` awaits a batch."""
+
+    def __init__(self, max_events: int) -> None:
+        if max_events < 1:
+            raise ValueError(f"max_events must be at least 1, got {max_events!r}")
+        self.max_events = max_events
+        self._items: collections.deque[Event] = collections.deque()
+        self._changed = asyncio.Condition()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def put(self, events: Sequence[Event]) -> None:
+        """Append ``events``; waits while they do not fit (an empty queue takes any batch)."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._items or len(self._items) + len(events) <= self.max_events
+            )
+            self._items.extend(events)
+            self._changed.notify_all()
+
+    async def get_batch(self, max_events: int, linger_s: float) -> list[Event]:
+        """Up to ``max_events``: waits for one, then up to ``linger_s`` for a full batch.
+
+        Returns an empty list only once the queue is closed and empty.
+        """
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._items or self._closed)
+            if len(self._items) < max_events and linger_s > 0 and not self._closed:
+                try:
+                    await asyncio.wait_for(self._changed.wait_for(
+                        lambda: len(self._items) >= max_events or self._closed), linger_s)
+                except TimeoutError:
+                    pass
+            take = min(max_events, len(self._items))
+            batch = [self._items.popleft() for _ in range(take)]
+            self._changed.notify_all()
+            return batch
+
+    async def close(self) -> None:
+        """No more puts: ``get_batch`` drains what is left, then returns empty lists."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+
+@dataclass(slots=True)
+class SinkStats:
+    """What one sink has done so far."""
+
+    batches: int = 0
+    events: int = 0
+    errors: int = 0
+    last_error: str = ""
+    busy_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    """When a sink writes: after ``max_events`` events or ``linger_s`` after the first."""
+
+    max_events: int = 5_000
+    linger_s: float = 0.05
+    max_queue_events: int = 200_000
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1 or self.max_queue_events < 1:
+            raise ValueError(f"batch and queue sizes must be at least 1, got {self!r}")
+        if self.linger_s < 0:
+            raise ValueError(f"linger_s must be >= 0, got {self.linger_s!r}")
+
+
+@dataclass
+class SinkWorker:
+    """Moves events from one sink's queue into the sink, off the event loop, in order."""
+
+    sink: Sink
+    trials: TrialFiles
+    policy: BatchPolicy = field(default_factory=BatchPolicy)
+    filters: Sequence[Filter] = ()
+    durable: bool = True
+    on_progress: Callable[[], None] = lambda: None
+    stats: SinkStats = field(default_factory=SinkStats)
+    marks: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue = EventQueue(self.policy.max_queue_events)
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, f"tunebus-{self.sink.name}")
+
+    @property
+    def name(self) -> str:
+        return self.sink.name
+
+    async def run(self) -> None:
+        """Write batches until the queue is closed and empty, then close the sink."""
+        loop = asyncio.get_running_loop()
+        try:
+            while batch := await self.queue.get_batch(self.policy.max_events, self.policy.linger_s):
+                await self._write(loop, batch)
+                for event in batch:
+                    self.marks[event.producer] = event.seq
+                self.on_progress()
+        finally:
+            await loop.run_in_executor(self._thread, close_all, self.sink, self.trials)
+            self._thread.shutdown(wait=True)
+
+    async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> None:
+        events = apply_filters(self.filters, batch)
+        delay = 0.1
+        while True:
+            started = time.monotonic()
+            try:
+                await loop.run_in_executor(self._thread, deliver, self.sink, events, self.trials)
+            except Exception as exc:  # noqa: BLE001 - a failing sink is retried, never fatal
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("sink %s failed (%s); retrying in %.1fs", self.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+                continue
+            self.stats.busy_s += time.monotonic() - started
+            self.stats.batches += 1
+            self.stats.events += len(batch)
+            return
+
+
+class Fanout:
+    """Every event to every sink queue; a producer's mark is the least its durable sinks reached."""
+
+    def __init__(self, workers: Sequence[SinkWorker]) -> None:
+        if not workers:
+            raise ValueError("a collector needs at least one sink")
+        self.workers = list(workers)
+
+    async def put(self, events: Sequence[Event]) -> None:
+        """Queue ``events`` for every sink; waits while any sink's queue is full."""
+        for worker in self.workers:
+            await worker.queue.put(events)
+
+    def mark(self, producer: str) -> int:
+        """The highest seq of ``producer`` that every durable sink has written (-1: none)."""
+        durable = [w for w in self.workers if w.durable] or self.workers
+        return min(w.marks.get(producer, -1) for w in durable)
+
+    def depth(self) -> int:
+        return max(len(w.queue) for w in self.workers)
+
+    async def drain(self) -> None:
+        """Close every queue and wait until each sink has written all it holds and closed."""
+        for worker in self.workers:
+            await worker.queue.close()

@@ -1,0 +1,118 @@
+"""Values rendered exactly as Tune's own JSON and CSV loggers render them."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+
+from pipeline.codec import Fallback
+
+__all__ = ["flatten", "json_line", "params_json", "without"]
+
+_NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def flatten(result: dict[str, Any], delimiter: str = "/") -> dict[str, Any]:
+    """``ray.tune.utils.flatten_dict``: nested keys joined by ``delimiter``, appended in its order."""
+    flat = dict(result)
+    while any(isinstance(v, dict) for v in flat.values()):
+        nested = [k for k, v in flat.items() if isinstance(v, dict)]
+        for key in nested:
+            flat.update({delimiter.join([key, str(sub)]): v for sub, v in flat[key].items()})
+        for key in nested:
+            del flat[key]
+    return flat
+
+
+def without(result: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    """A shallow copy of ``result`` without ``keys``."""
+    return {k: v for k, v in result.items() if k not in keys}
+
+
+def _float(value: float) -> Any:
+    if math.isfinite(value):
+        return value
+    return orjson.Fragment(b"NaN" if value != value else _NONFINITE[value])
+
+
+def _patch_nonfinite(value: Any) -> Any:
+    """``value`` with every non-finite float as the NaN/Infinity tokens Python's json writes."""
+    kind = type(value)
+    if kind is float:
+        return _float(value)
+    if kind is dict:
+        if any(_has_nonfinite(v) for v in value.values()):
+            return {k: _patch_nonfinite(v) for k, v in value.items()}
+    elif kind is list or kind is tuple:
+        if any(_has_nonfinite(v) for v in value):
+            return [_patch_nonfinite(v) for v in value]
+    return value
+
+
+def _has_nonfinite(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        return any(_has_nonfinite(v) for v in value.values())
+    if kind is list or kind is tuple:
+        return any(_has_nonfinite(v) for v in value)
+    return False
+
+
+def _json_default(value: Any) -> Any:
+    """Tune's ``SafeFallbackEncoder.default``, for the values orjson leaves to us."""
+    if isinstance(value, Fallback):
+        return orjson.Fragment(value.json)
+    if isinstance(value, np.ndarray):
+        return _patch_nonfinite(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.float64):  # a float subclass: json writes it as a float
+        return _float(float(value))
+    try:
+        if np.isnan(value):
+            return "null"
+    except (TypeError, ValueError):
+        return str(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return _float(float(value))
+    return str(value)
+
+
+def json_line(result: dict[str, Any]) -> bytes:
+    """One ``result.json`` line (without the newline) that reads back as Tune's does."""
+    try:
+        return orjson.dumps(_patch_nonfinite(result), default=_json_default, option=_JSON_OPTIONS)
+    except (orjson.JSONEncodeError, TypeError):  # an int past 64 bits: the slow, exact path
+        return json.dumps(_plain(result)).encode()
+
+
+def params_json(config: dict[str, Any]) -> bytes:
+    """``params.json``: indent 2, sorted keys, as Tune writes it."""
+    options = _JSON_OPTIONS | orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+    try:
+        return orjson.dumps(_patch_nonfinite(config), default=_json_default, option=options)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(_plain(config), indent=2, sort_keys=True).encode()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain Python values the standard json module writes as Tune does."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, type(None))) and not isinstance(value, np.generic):
+        return value
+    rendered = _json_default(value)
+    if isinstance(rendered, orjson.Fragment):
+        return json.loads(orjson.dumps(rendered))
+    return _plain(rendered)
