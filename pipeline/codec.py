@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -17,6 +18,7 @@ __all__ = [
     "EXT_NPSCALAR",
     "EXT_TUPLE",
     "Fallback",
+    "Frame",
     "decode_control",
     "decode_frame",
     "encode_control",
@@ -32,6 +34,7 @@ EXT_FALLBACK = 4  # [JSON text Tune's SafeFallbackEncoder writes, str(value)]
 # Numeric, bool, bytes and unicode dtypes travel; object and structured dtypes never do.
 WIRE_DTYPE_KINDS = frozenset("biufcSU")
 EVENT_FIELDS = 9
+FRAME_VERSION = 1
 
 
 class Fallback:
@@ -107,10 +110,15 @@ def encode_event(
         return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, safe])
 
 
-def frame_events(encoded: list[bytes]) -> bytes:
-    """Many encoded events as one msgpack array: one frame, no re-encoding."""
-    header: bytes = msgpack.Packer().pack_array_header(len(encoded))
-    return header + b"".join(encoded)
+def frame_events(producer: str, base: int, encoded: list[bytes]) -> bytes:
+    """``[version, producer, base, [events...]]``: many encoded events in one frame, not re-encoded.
+
+    ``base`` is the producer's lowest unacknowledged seq: everything below it
+    is written, so a collector that knows nothing of the producer starts there.
+    """
+    packer = msgpack.Packer()
+    head: bytes = packer.pack_array_header(4) + packer.pack(FRAME_VERSION) + packer.pack(producer)
+    return head + packer.pack(base) + packer.pack_array_header(len(encoded)) + b"".join(encoded)
 
 
 def _unpack_ext(code: int, data: bytes) -> Any:
@@ -176,24 +184,44 @@ def _to_event(item: Any) -> Event:
     return Event(kind, producer, seq, float(ts), experiment, trial, trial_dir, payload)
 
 
-def decode_frame(frame: bytes) -> tuple[list[Event], list[SchemaError]]:
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded frame: who sent it, from which seq on, its valid events and its faults."""
+
+    producer: str
+    base: int
+    events: list[Event]
+    faults: list[SchemaError]
+
+
+def decode_frame(frame: bytes) -> Frame:
     """The valid events of a frame, and one error per event (or frame) that is not."""
     try:
         items = _unpackb(frame)
     except SchemaError as exc:
-        return [], [exc]
+        return Frame("", -1, [], [exc])
     except Exception as exc:  # noqa: BLE001 - any malformed byte string is a fault, not a crash
-        return [], [SchemaError("bad-msgpack", f"{type(exc).__name__}: {exc}"[:200])]
-    if not isinstance(items, list):
-        return [], [SchemaError("bad-shape", f"a frame is an array, got {type(items).__name__}")]
+        return Frame("", -1, [], [SchemaError("bad-msgpack", f"{type(exc).__name__}: {exc}"[:200])])
+    if not isinstance(items, list) or len(items) != 4 or not isinstance(items[3], list):
+        return Frame("", -1, [], [SchemaError("bad-shape", "a frame is [version, producer, base, [events]]")])
+    version, producer, base, raw_events = items
+    if version != FRAME_VERSION:
+        return Frame("", -1, [], [SchemaError("unknown-version", f"frame version {version!r}")])
+    if not isinstance(producer, str) or not producer or type(base) is not int or base < 0:
+        return Frame("", -1, [], [SchemaError("bad-type", "producer must be a string, base a seq")])
     events: list[Event] = []
     faults: list[SchemaError] = []
-    for item in items:
+    for item in raw_events:
         try:
-            events.append(_to_event(item))
+            event = _to_event(item)
         except SchemaError as exc:
             faults.append(exc)
-    return events, faults
+            continue
+        if event.producer != producer:
+            faults.append(SchemaError("producer-mismatch", f"event of {event.producer!r} in a frame of {producer!r}"))
+            continue
+        events.append(event)
+    return Frame(producer, base, events, faults)
 
 
 def encode_control(kind: str, *args: int | str) -> bytes:

@@ -12,7 +12,7 @@ import zmq
 import zmq.asyncio
 
 from pipeline.bus import collector_socket
-from pipeline.codec import decode_frame, encode_control
+from pipeline.codec import Frame, decode_frame, encode_control
 from pipeline.events import Event, SchemaError
 from pipeline.fanout import Fanout
 from pipeline.quarantine import Quarantine
@@ -20,6 +20,8 @@ from pipeline.quarantine import Quarantine
 __all__ = ["Collector", "CollectorStats"]
 
 log = logging.getLogger(__name__)
+
+FINAL_ACK_LINGER_MS = 1_000
 
 
 @dataclass(slots=True)
@@ -79,12 +81,13 @@ class Collector:
             await self.fanout.drain()
             await asyncio.gather(*workers)
             self._send_acks(sock)
+            await asyncio.sleep(0)  # let the final acknowledgements leave
         finally:
             acks.cancel()
             await asyncio.gather(acks, return_exceptions=True)
             for task in workers:
                 task.cancel()
-            sock.close(linger=0)
+            sock.close(linger=FINAL_ACK_LINGER_MS)
             ctx.term()
         log.info("collector stopped: %d events from %d producers",
                  self.stats.events, len(self.stats.per_producer))
@@ -97,27 +100,27 @@ class Collector:
                 self.quarantine.add(parts[0], b"".join(parts[1:]),
                                     [SchemaError("bad-frames", f"{len(parts) - 1} parts")])
                 continue
-            identity, frame = parts
-            events, faults = decode_frame(frame)
-            if faults:
-                self.quarantine.add(identity, frame, faults)
-            accepted = self._in_sequence(sock, identity, events)
+            identity, raw = parts
+            frame = decode_frame(raw)
+            if frame.producer and frame.producer.encode() != identity:
+                frame.faults.append(SchemaError("producer-mismatch", "frame names another producer"))
+                frame.events.clear()
+            if frame.faults:
+                self.quarantine.add(identity, raw, frame.faults)
+            accepted = self._in_sequence(sock, identity, frame)
             if accepted:
                 self.stats.events += len(accepted)
                 await self.fanout.put(accepted)
 
-    def _in_sequence(self, sock: zmq.asyncio.Socket, identity: bytes,
-                     events: list[Event]) -> list[Event]:
-        producer = identity.decode(errors="replace")
+    def _in_sequence(self, sock: zmq.asyncio.Socket, identity: bytes, frame: Frame) -> list[Event]:
+        """The frame's events that continue its producer's stream, each exactly once."""
+        if not frame.events:
+            return []
+        producer = frame.producer
+        # Everything below the producer's base is already written: never expect less.
+        expected = max(self._expected.get(producer, frame.base), frame.base)
         accepted: list[Event] = []
-        foreign = [e for e in events if e.producer != producer]
-        if foreign:
-            self.quarantine.add(identity, b"", [SchemaError(
-                "producer-mismatch", f"{len(foreign)} events name another producer")])
-        for event in events:
-            if event.producer != producer:
-                continue
-            expected = self._expected.get(producer, event.seq)
+        for event in frame.events:
             if event.seq < expected:
                 self.stats.duplicates += 1
                 continue
@@ -126,9 +129,10 @@ class Collector:
                 self._send(sock, identity, "nack", expected)
                 break
             accepted.append(event)
-            self._expected[producer] = event.seq + 1
+            expected += 1
+        self._expected[producer] = expected
         self.stats.per_producer[producer] += len(accepted)
-        if len(accepted) < len(events) and producer in self._acked:
+        if len(accepted) < len(frame.events) and producer in self._acked:
             self._send(sock, identity, "ack", self._acked[producer])
         return accepted
 

@@ -11,7 +11,7 @@ from pipeline.collector import Collector
 from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
 from pipeline.quarantine import Quarantine
 from sinks import SINKS, make_sink
-from sinks.base import TrialFiles
+from sinks.base import Sink, TrialFiles
 
 __all__ = ["CollectorConfig", "build_collector"]
 
@@ -59,8 +59,11 @@ def build_collector(config: CollectorConfig) -> Collector:
     """The whole collector: sinks, their queues and workers, quarantine, socket loop."""
     config.out.mkdir(parents=True, exist_ok=True)
     workers = [
-        SinkWorker(make_sink(name, config.out), TrialFiles(config.out), config.batch_policy())
-        for name in config.sinks
+        _worker(make_sink(name, config.out), config) for name in config.sinks
     ]
     quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
     return Collector(config.bind, Fanout(workers), quarantine, config.max_message_bytes)
+
+
+def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:
+    return SinkWorker(sink, TrialFiles(config.out), config.batch_policy(), durable=sink.durable)

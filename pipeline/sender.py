@@ -174,7 +174,8 @@ class Sender:
                 batch.append(item)
                 size += len(item[1])
             try:
-                sock.send(frame_events([data for _, data in batch]), zmq.NOBLOCK, copy=False)
+                frame = frame_events(self.producer, self._acked_seq + 1, [data for _, data in batch])
+                sock.send(frame, zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 self._queued.extendleft(reversed(batch))
                 return

@@ -34,6 +34,8 @@ class Sink(Protocol):
     """What a sink does: open a trial, write a batch of its results, close it, flush."""
 
     name: str
+    durable: bool
+    """Whether the collector waits for this sink before acknowledging events."""
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         """Get ready for ``trial``; ``start`` is None when results come before any start."""

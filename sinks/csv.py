@@ -65,6 +65,7 @@ class CsvSink:
     """Flattened results (``/`` between nested keys, ``config`` left out), one row each."""
 
     name = "csv"
+    durable = True
 
     def __init__(self, out: Path) -> None:
         self.out = out

@@ -20,6 +20,7 @@ class JsonSink:
     """One ``result.json`` line per reported result; params written when a trial starts."""
 
     name = "json"
+    durable = True
 
     def __init__(self, out: Path) -> None:
         self.out = out

@@ -1,0 +1,1 @@
+"""tunebus tests; a package so Ray workers can import trainables defined here."""
