@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,9 @@ from pipeline.quarantine import Quarantine
 __all__ = ["Collector", "CollectorStats"]
 
 log = logging.getLogger(__name__)
+
+Service = Callable[["Collector"], Awaitable[None]]
+"""A coroutine that runs beside the collector (status server, metrics, progress log) until cancelled."""
 
 FINAL_ACK_LINGER_MS = 1_000
 
@@ -45,11 +49,13 @@ class Collector:
     """
 
     def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine,
-                 max_message_bytes: int = 64 * 1024 * 1024) -> None:
+                 max_message_bytes: int = 64 * 1024 * 1024,
+                 services: Sequence[Service] = ()) -> None:
         self.bind = bind
         self.fanout = fanout
         self.quarantine = quarantine
         self.max_message_bytes = max_message_bytes
+        self.services = list(services)
         self.stats = CollectorStats()
         self.address = ""
         self.ready = asyncio.Event()
@@ -67,6 +73,7 @@ class Collector:
         workers = [asyncio.create_task(w.run(), name=f"sink-{w.name}") for w in self.fanout.workers]
         acks = asyncio.create_task(self._ack_loop(sock), name="acks")
         receive = asyncio.create_task(self._receive_loop(sock), name="receive")
+        extras = [asyncio.create_task(service(self), name="service") for service in self.services]
         self.ready.set()
         log.info("collecting on %s into sinks %s", self.address,
                  ", ".join(w.name for w in self.fanout.workers))
@@ -83,8 +90,9 @@ class Collector:
             self._send_acks(sock)
             await asyncio.sleep(0)  # let the final acknowledgements leave
         finally:
-            acks.cancel()
-            await asyncio.gather(acks, return_exceptions=True)
+            for task in (acks, *extras):
+                task.cancel()
+            await asyncio.gather(acks, *extras, return_exceptions=True)
             for task in workers:
                 task.cancel()
             sock.close(linger=FINAL_ACK_LINGER_MS)
