@@ -59,8 +59,10 @@ class Collector:
         self.stats = CollectorStats()
         self.address = ""
         self.ready = asyncio.Event()
-        self._expected: dict[str, int] = {}
-        self._acked: dict[str, int] = {}
+        # Restarted over an old --out: continue every producer after what is written.
+        restored = fanout.restored()
+        self._expected: dict[str, int] = {p: seq + 1 for p, seq in restored.items()}
+        self._acked: dict[str, int] = dict(restored)
         self._progress = asyncio.Event()
         for worker in fanout.workers:
             worker.on_progress = self._progress.set

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.bus import DEFAULT_ADDRESS
 from pipeline.collector import Collector
+from pipeline.ledger import Ledger
 from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
 from pipeline.quarantine import Quarantine
 from sinks import SINKS, make_sink
@@ -57,7 +58,7 @@ class CollectorConfig:
 
 def build_collector(config: CollectorConfig) -> Collector:
     """The whole collector: sinks, their queues and workers, quarantine, socket loop."""
-    config.out.mkdir(parents=True, exist_ok=True)
+    (config.out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     workers = [
         _worker(make_sink(name, config.out), config) for name in config.sinks
     ]
@@ -66,4 +67,10 @@ def build_collector(config: CollectorConfig) -> Collector:
 
 
 def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:
-    return SinkWorker(sink, TrialFiles(config.out), config.batch_policy(), durable=sink.durable)
+    ledger = None
+    if sink.durable:
+        ledger = Ledger(config.out / STATE_DIR / f"ledger-{sink.name}.json", config.out,
+                        getattr(sink, "appends", ()), getattr(sink, "rewrites_head", False))
+        ledger.recover()
+    return SinkWorker(sink, TrialFiles(config.out), config.batch_policy(),
+                      durable=sink.durable, ledger=ledger)

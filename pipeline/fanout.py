@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pipeline.events import Event
 from pipeline.filters import Filter, apply_filters
+from pipeline.ledger import Ledger
 from sinks.base import Sink, TrialFiles, close_all, deliver
 
 __all__ = ["EventQueue", "Fanout", "SinkStats", "SinkWorker"]
@@ -107,9 +108,12 @@ class SinkWorker:
     on_progress: Callable[[], None] = lambda: None
     stats: SinkStats = field(default_factory=SinkStats)
     marks: dict[str, int] = field(default_factory=dict)
+    ledger: Ledger | None = None
 
     def __post_init__(self) -> None:
         self.queue = EventQueue(self.policy.max_queue_events)
+        if self.ledger is not None:
+            self.marks.update(self.ledger.marks)
         self._thread = concurrent.futures.ThreadPoolExecutor(1, f"tunebus-{self.sink.name}")
 
     @property
@@ -130,12 +134,13 @@ class SinkWorker:
             self._thread.shutdown(wait=True)
 
     async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> None:
-        events = apply_filters(self.filters, batch)
+        fresh = self.ledger.fresh(batch) if self.ledger is not None else batch
+        events = apply_filters(self.filters, fresh)
         delay = 0.1
         while True:
             started = time.monotonic()
             try:
-                await loop.run_in_executor(self._thread, deliver, self.sink, events, self.trials)
+                await loop.run_in_executor(self._thread, self._apply, batch, events)
             except Exception as exc:  # noqa: BLE001 - a failing sink is retried, never fatal
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -147,6 +152,27 @@ class SinkWorker:
             self.stats.batches += 1
             self.stats.events += len(batch)
             return
+
+    def _apply(self, batch: list[Event], events: list[Event]) -> None:
+        """Write one batch in the sink's thread; on failure, roll the files back to the ledger."""
+        if self.ledger is not None:
+            self.ledger.before(batch)
+        try:
+            deliver(self.sink, events, self.trials)
+        except Exception:
+            self._roll_back()
+            raise
+        if self.ledger is not None:
+            self.ledger.after(batch)
+
+    def _roll_back(self) -> None:
+        try:
+            close_all(self.sink, self.trials)
+        except Exception as exc:  # noqa: BLE001 - the files may be what is failing
+            log.debug("sink %s: closing after a failure failed too: %s", self.name, exc)
+            self.trials.open.clear()
+        if self.ledger is not None:
+            self.ledger.recover()
 
 
 class Fanout:
@@ -166,6 +192,14 @@ class Fanout:
         """The highest seq of ``producer`` that every durable sink has written (-1: none)."""
         durable = [w for w in self.workers if w.durable] or self.workers
         return min(w.marks.get(producer, -1) for w in durable)
+
+    def restored(self) -> dict[str, int]:
+        """Each producer's mark that every durable sink's ledger had at start."""
+        durable = [w for w in self.workers if w.durable and w.ledger is not None]
+        if not durable:
+            return {}
+        producers = set.intersection(*(set(w.ledger.marks) for w in durable if w.ledger))
+        return {p: min(w.marks[p] for w in durable) for p in producers}
 
     def depth(self) -> int:
         return max(len(w.queue) for w in self.workers)

@@ -66,6 +66,8 @@ class CsvSink:
 
     name = "csv"
     durable = True
+    appends = ("progress.csv",)
+    rewrites_head = True
 
     def __init__(self, out: Path) -> None:
         self.out = out

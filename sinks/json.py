@@ -21,6 +21,7 @@ class JsonSink:
 
     name = "json"
     durable = True
+    appends = ("result.json",)
 
     def __init__(self, out: Path) -> None:
         self.out = out

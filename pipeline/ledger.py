@@ -1,0 +1,155 @@
+"""The ledger: each durable sink's committed file sizes and producer marks, for exactly-once restarts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.events import Event, Kind
+
+__all__ = ["Ledger"]
+
+log = logging.getLogger(__name__)
+
+ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
+EXPERIMENT_END = Kind.EXPERIMENT_END.value
+HEAD_BYTES = 65_536
+
+# One file's committed state: [size in bytes, newline count, crc32 of the first line].
+FileMark = list[int]
+
+
+class Ledger:
+    """What one sink has durably written: a size per appended file and a seq per producer.
+
+    Around every batch the sink's worker calls ``before`` (records the files of
+    trial directories the batch touches for the first time) and ``after``
+    (records the new sizes and the last seq of each producer), each an atomic
+    rename of one small JSON file. ``recover`` cuts every tracked file back to
+    its committed size and deletes files created since, so the events after
+    the committed marks can be written again, once.
+
+    Args:
+        path: the ledger file.
+        out: the root the trial directories are relative to.
+        appends: glob patterns of the files the sink appends to in a trial directory.
+        rewrites_head: the sink may rewrite a file with a longer first line
+            (the CSV header); such files are cut back by line count.
+
+    Nothing is fsynced: this survives the collector being killed, not the
+    machine losing power.
+    """
+
+    def __init__(self, path: Path, out: Path, appends: tuple[str, ...],
+                 rewrites_head: bool = False) -> None:
+        self.path = path
+        self.out = out
+        self.appends = appends
+        self.rewrites_head = rewrites_head
+        self.marks: dict[str, int] = {}
+        self.dirs: dict[str, dict[str, FileMark]] = {}
+        if path.exists():
+            state = orjson.loads(path.read_bytes())
+            self.marks = {str(k): int(v) for k, v in state["marks"].items()}
+            self.dirs = state["dirs"]
+
+    def fresh(self, events: list[Event]) -> list[Event]:
+        """``events`` without those this sink already wrote before a restart."""
+        marks = self.marks
+        return [e for e in events if e.seq > marks.get(e.producer, -1)]
+
+    def before(self, events: list[Event]) -> None:
+        """Record the files of trial directories this batch is the first to touch."""
+        new = [d for d in _trial_dirs(events) if d not in self.dirs]
+        for rel in new:
+            self.dirs[rel] = {name: self._mark(path, None)
+                              for name, path in self._files(rel)}
+        if new:
+            self._commit()
+
+    def after(self, events: list[Event]) -> None:
+        """Record what the batch wrote: new file sizes, each producer's last seq."""
+        for rel in _trial_dirs(events):
+            marks = self.dirs.setdefault(rel, {})
+            for name, path in self._files(rel):
+                marks[name] = self._mark(path, marks.get(name))
+        for event in events:
+            self.marks[event.producer] = event.seq
+        for rel in _closed_dirs(events, self.dirs):
+            del self.dirs[rel]
+        self._commit()
+
+    def recover(self) -> None:
+        """Cut every tracked file back to its committed state."""
+        for rel, marks in self.dirs.items():
+            for name, path in self._files(rel):
+                mark = marks.get(name)
+                if mark is None:
+                    log.info("recovery: removing %s, written after the last commit", path)
+                    path.unlink()
+                else:
+                    self._cut(path, mark)
+
+    def _files(self, rel: str) -> Iterable[tuple[str, Path]]:
+        directory = self.out / rel
+        if not directory.is_dir():
+            return []
+        return [(p.name, p) for pattern in self.appends for p in directory.glob(pattern) if p.is_file()]
+
+    def _mark(self, path: Path, old: FileMark | None) -> FileMark:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = zlib.crc32(f.readline(HEAD_BYTES))
+            if not self.rewrites_head:
+                return [size, 0, head]
+            if old is not None and old[2] == head and old[0] <= size:
+                f.seek(old[0])
+                return [size, old[1] + f.read(size - old[0]).count(b"\n"), head]
+            f.seek(0)
+            return [size, f.read(size).count(b"\n"), head]
+
+    def _cut(self, path: Path, mark: FileMark) -> None:
+        size, lines, head = mark
+        current = path.stat().st_size
+        if current == size:
+            return
+        if current < size:
+            log.warning("recovery: %s is shorter (%d) than committed (%d); left as is",
+                        path, current, size)
+            return
+        with path.open("rb") as f:
+            same_head = zlib.crc32(f.readline(HEAD_BYTES)) == head
+        if same_head or not self.rewrites_head:
+            os.truncate(path, size)
+            return
+        with path.open("rb") as f:  # the head was rewritten wider: keep the committed lines
+            kept = b"".join(line for _, line in zip(range(lines), f))
+        tmp = path.with_name(path.name + ".recover")
+        tmp.write_bytes(kept)
+        os.replace(tmp, path)
+
+    def _commit(self) -> None:
+        data = orjson.dumps({"marks": self.marks, "dirs": self.dirs})
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.path)
+
+
+def _trial_dirs(events: list[Event]) -> list[str]:
+    return list(dict.fromkeys(f"{e.experiment}/{e.trial_dir}" for e in events if e.trial_dir))
+
+
+def _closed_dirs(events: list[Event], dirs: dict[str, Any]) -> list[str]:
+    closed: set[str] = set()
+    for e in events:
+        if e.kind in ENDS:
+            closed.add(f"{e.experiment}/{e.trial_dir}")
+        elif e.kind == EXPERIMENT_END:
+            closed.update(d for d in dirs if d.startswith(e.experiment + "/"))
+    return [d for d in closed if d in dirs]

@@ -1,0 +1,26 @@
+"""Trainables the tests run in Ray workers (importable, so workers can load them)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ray import tune
+
+MAX_ITERATIONS = 20_000
+
+
+def until_told(config: dict[str, Any]) -> None:
+    """Reports deterministic rows until ``config['stop_file']`` exists (and at least ``min_iters``)."""
+    i = 0
+    while i < MAX_ITERATIONS and not (i >= config["min_iters"] and os.path.exists(config["stop_file"])):
+        i += 1
+        tune.report({"value": config["k"] * i, "nested": {"half": i / 2}, "label": f"row-{i}",
+                     "pad": "x" * config.get("pad_bytes", 0)})
+        time.sleep(config.get("sleep_s", 0.005))
+
+
+def expected_row(k: int, i: int) -> dict[str, Any]:
+    """The values ``until_told`` reports at iteration ``i``."""
+    return {"value": k * i, "nested": {"half": i / 2}, "label": f"row-{i}", "training_iteration": i}
