@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.auth
+from zmq.auth.asyncio import AsyncioAuthenticator
 
-__all__ = ["DEFAULT_ADDRESS", "collector_socket", "producer_socket"]
+__all__ = ["DEFAULT_ADDRESS", "CurveKeys", "collector_socket", "make_keys", "producer_socket",
+           "start_authenticator"]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 SEND_HWM_FRAMES = 1_000
 RECEIVE_HWM_FRAMES = 1_000
 
 
-def producer_socket(ctx: zmq.Context[Any], address: str, producer: str) -> zmq.Socket[Any]:
+@dataclass(frozen=True, slots=True)
+class CurveKeys:
+    """A CurveZMQ key pair, and for a client the server's public key."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes | None = None
+
+    @classmethod
+    def load(cls, secret_file: str | Path, server_public_file: str | Path | None = None) -> CurveKeys:
+        """Keys from ``tunebus keygen`` files: a ``.key_secret`` and the server's ``.key``."""
+        public, secret = zmq.auth.load_certificate(str(secret_file))
+        if secret is None:
+            raise ValueError(f"{secret_file} holds no secret key (use the .key_secret file)")
+        server = zmq.auth.load_certificate(str(server_public_file))[0] if server_public_file else None
+        return cls(public, secret, server)
+
+
+def make_keys(directory: Path, name: str) -> tuple[Path, Path]:
+    """Write a key pair ``<name>.key`` (public) and ``<name>.key_secret``; return both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(str(directory), name)
+    return Path(public), Path(secret)
+
+
+def start_authenticator(ctx: zmq.Context[Any], clients_dir: Path) -> AsyncioAuthenticator:
+    """ZAP for ``ctx``: admit only CurveZMQ clients whose public key file is in ``clients_dir``."""
+    if not clients_dir.is_dir() or not any(clients_dir.glob("*.key")):
+        raise ValueError(f"{clients_dir} holds no client public keys (*.key)")
+    auth = AsyncioAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=str(clients_dir))
+    return auth
+
+
+def producer_socket(ctx: zmq.Context[Any], address: str, producer: str,
+                    curve: CurveKeys | None = None) -> zmq.Socket[Any]:
     """A DEALER that queues nothing for an absent collector and never hangs at exit.
 
     IMMEDIATE keeps frames out of ZeroMQ's pipes until a connection is up, so
@@ -28,12 +69,17 @@ def producer_socket(ctx: zmq.Context[Any], address: str, producer: str) -> zmq.S
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2_000)
     sock.setsockopt(zmq.ROUTING_ID, producer.encode())
+    if curve is not None:
+        if curve.server_public is None:
+            raise ValueError("a CurveZMQ client needs the collector's public key")
+        sock.curve_publickey, sock.curve_secretkey = curve.public, curve.secret
+        sock.curve_serverkey = curve.server_public
     sock.connect(address)
     return sock
 
 
 def collector_socket(
-    ctx: zmq.Context[Any], address: str, max_message_bytes: int
+    ctx: zmq.Context[Any], address: str, max_message_bytes: int, curve: CurveKeys | None = None
 ) -> zmq.Socket[Any]:
     """A ROUTER that lets a reconnecting producer take over its routing id."""
     sock = ctx.socket(zmq.ROUTER)
@@ -41,6 +87,9 @@ def collector_socket(
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM_FRAMES)
     sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
+    if curve is not None:
+        sock.curve_publickey, sock.curve_secretkey = curve.public, curve.secret
+        sock.curve_server = True
     try:
         sock.bind(address)
     except zmq.ZMQError as exc:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from ray import cloudpickle
 from ray.tune import Callback
 
-from pipeline.bus import DEFAULT_ADDRESS
+from pipeline.bus import DEFAULT_ADDRESS, CurveKeys
 from pipeline.codec import encode_event
 from pipeline.events import Kind
-from pipeline.sender import Sender, SenderConfig
+from pipeline.sender import FullPolicy, Sender, SenderConfig
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
@@ -24,6 +24,7 @@ __all__ = ["BusCallback"]
 log = logging.getLogger(__name__)
 
 ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
+BLOCK_LOG_INTERVAL_S = 10.0
 
 
 class BusCallback(Callback):
@@ -34,9 +35,12 @@ class BusCallback(Callback):
         end_timeout_s: how long ``on_experiment_end`` waits for the collector
             to confirm that every event is written (``Tuner.fit`` reads the
             files right after). 0 does not wait.
-        sender: buffer bounds and timings of the background sender.
+        sender: memory and spool bounds, full policy and timings of the sender.
         disable_builtin_loggers: set ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``
             so Tune does not also write the same files itself.
+        curve_secret_key: this client's ``.key_secret`` file (``tunebus keygen``),
+            to talk to a collector that requires CurveZMQ.
+        curve_server_key: the collector's public ``.key`` file.
     """
 
     def __init__(
@@ -46,6 +50,8 @@ class BusCallback(Callback):
         end_timeout_s: float = 30.0,
         sender: SenderConfig | None = None,
         disable_builtin_loggers: bool = True,
+        curve_secret_key: str | None = None,
+        curve_server_key: str | None = None,
     ) -> None:
         if not isinstance(address, str) or not address.startswith(ADDRESS_SCHEMES):
             raise ValueError(f"address must start with one of {ADDRESS_SCHEMES}, got {address!r}")
@@ -54,6 +60,9 @@ class BusCallback(Callback):
         self.address = address
         self.end_timeout_s = end_timeout_s
         self.sender_config = sender or SenderConfig()
+        if (curve_secret_key is None) != (curve_server_key is None):
+            raise ValueError("CurveZMQ needs both curve_secret_key and curve_server_key")
+        self.curve = CurveKeys.load(curve_secret_key, curve_server_key) if curve_secret_key else None
         self.producer = uuid.uuid4().hex[:16]
         if disable_builtin_loggers:
             os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -92,16 +101,12 @@ class BusCallback(Callback):
         # what a previous driver of the same experiment (before Tuner.restore) sent.
         self._stream = f"{self.producer}.{uuid.uuid4().hex[:8]}"
         self._seq = 0
-        self._sender = Sender(self.address, self._stream, self.sender_config)
+        self._sender = Sender(self.address, self._stream, self.sender_config, self.curve)
         return self._sender
 
     def _emit(self, kind: str, head: tuple[str, str, str], payload: dict[str, Any]) -> None:
         sender = self._sender or self._start()
-        if not sender.has_room():
-            self.dropped += 1
-            if self.dropped == 1:
-                log.warning("tunebus: sender buffer full (%d events), dropping new events",
-                            sender.config.max_buffer_events)
+        if not sender.accepting() and not self._wait_or_drop(sender):
             return
         seq = self._seq
         self._seq = seq + 1
@@ -111,6 +116,18 @@ class BusCallback(Callback):
             self.dropped += 1
             if self.dropped == 1:
                 log.error("tunebus: %s; events are being dropped", exc)
+
+    def _wait_or_drop(self, sender: Sender) -> bool:
+        """The sender thread is behind by ``max_handoff_events``: block (if asked to) or drop."""
+        if sender.config.when_full is FullPolicy.BLOCK:
+            while not sender.wait_for_room(BLOCK_LOG_INTERVAL_S):
+                log.warning("tunebus: the driver is blocked on a full sender (when_full=block)")
+            return True
+        self.dropped += 1
+        if self.dropped == 1:
+            log.warning("tunebus: the sender thread is %d events behind; dropping new events",
+                        sender.config.max_handoff_events)
+        return False
 
     def _head(self, trial: Trial) -> tuple[str, str, str]:
         head = self._heads.get(trial.trial_id)
@@ -174,13 +191,12 @@ class BusCallback(Callback):
         """Wait until the collector confirms every event so far is written; False on timeout."""
         if self._sender is None:
             return True
-        if timeout_s > 0 and self._sender.flush(timeout_s):
+        if self._sender.flush(timeout_s):
             return True
         stats = self._sender.stats()
-        if stats.buffered:
-            log.warning("tunebus: %d events not yet confirmed by the collector at %s after %.1fs",
-                        stats.buffered, self.address, timeout_s)
-        return stats.buffered == 0
+        log.warning("tunebus: %d events not yet confirmed by the collector at %s after %.1fs",
+                    stats.in_memory + stats.spooled, self.address, timeout_s)
+        return False
 
     def close(self) -> None:
         """Stop the sender thread; safe to call twice."""

@@ -60,7 +60,31 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="largest frame accepted; larger ones drop the connection (default: %(default)s)")
     p.add_argument("--quarantine-max-bytes", type=_positive_int, default=256 * 1024 * 1024,
                    help="most bytes of bad frames kept in <out>/.tunebus/quarantine.msgpack (default: %(default)s)")
+    p.add_argument("--curve-secret-key", type=Path, default=None,
+                   help="the collector's .key_secret file (tunebus keygen): require CurveZMQ")
+    p.add_argument("--curve-clients", type=Path, default=None,
+                   help="directory of client public .key files admitted with --curve-secret-key")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _add_replay(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("replay", help="deliver a spool file left behind by a driver",
+                       description="Send the events of a sender spool file to a collector, in order; "
+                                   "the collector writes each event once.")
+    p.add_argument("spool", type=Path, help="a .spool (or .live) file from the sender's spool directory")
+    p.add_argument("--to", required=True, help="the collector's bus address, e.g. tcp://127.0.0.1:5555")
+    p.add_argument("--timeout-s", type=_non_negative_float, default=120.0,
+                   help="how long to wait for the collector to confirm (default: %(default)s)")
+    p.add_argument("--keep", action="store_true", help="keep the spool file after delivery")
+    p.add_argument("--curve-secret-key", default=None, help="client .key_secret file for CurveZMQ")
+    p.add_argument("--curve-server-key", default=None, help="the collector's public .key file")
+
+
+def _add_keygen(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("keygen", help="make a CurveZMQ key pair",
+                       description="Write NAME.key (public) and NAME.key_secret into DIR.")
+    p.add_argument("dir", type=Path, help="directory for the key files")
+    p.add_argument("name", help="base name of the key files, e.g. collector or driver1")
 
 
 def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -79,6 +103,8 @@ def parser() -> _Parser:
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_collect(sub)
     _add_demo(sub)
+    _add_replay(sub)
+    _add_keygen(sub)
     return top
 
 
@@ -103,6 +129,7 @@ def _collect(args: argparse.Namespace) -> int:
             max_queue_events=args.max_queue_events, batch_max_events=args.batch_max_events,
             batch_linger_s=args.batch_linger_s, max_message_bytes=args.max_message_bytes,
             quarantine_max_bytes=args.quarantine_max_bytes,
+            curve_secret_key=args.curve_secret_key, curve_clients=args.curve_clients,
         )
     except ValueError as exc:
         print(f"tunebus collect: error: {exc}", file=sys.stderr)
@@ -110,19 +137,47 @@ def _collect(args: argparse.Namespace) -> int:
     log.info("effective config: %s", config)
     try:
         asyncio.run(_serve(config))
-    except OSError as exc:  # e.g. the address is in use, the directory is not writable
+    except (OSError, ValueError) as exc:  # address in use, unwritable directory, bad key file
         print(f"tunebus collect: error: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command == "collect":
-        return _collect(args)
+def _replay(args: argparse.Namespace) -> int:
+    from pipeline.replay import replay
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        delivered, total = replay(args.spool, args.to, args.timeout_s,
+                                  args.curve_secret_key, args.curve_server_key, keep=args.keep)
+    except (OSError, ValueError) as exc:
+        print(f"tunebus replay: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"tunebus replay: {total} events from {args.spool}: "
+          f"{'all confirmed' if delivered else 'NOT all confirmed, spool kept'}")
+    return 0 if delivered else 1
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from pipeline.bus import make_keys
+
+    public, secret = make_keys(args.dir, args.name)
+    print(f"public key: {public}\nsecret key: {secret}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
     return run_demo(args.out, args.trials, args.iterations)
+
+
+COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -7,18 +7,19 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
 import zmq.asyncio
 
-from pipeline.bus import collector_socket
+from pipeline.bus import CurveKeys, collector_socket, start_authenticator
 from pipeline.codec import Frame, decode_frame, encode_control
 from pipeline.events import Event, SchemaError
 from pipeline.fanout import Fanout
 from pipeline.quarantine import Quarantine
 
-__all__ = ["Collector", "CollectorStats"]
+__all__ = ["Collector", "CollectorStats", "CurveServer"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,14 @@ Service = Callable[["Collector"], Awaitable[None]]
 """A coroutine that runs beside the collector (status server, metrics, progress log) until cancelled."""
 
 FINAL_ACK_LINGER_MS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class CurveServer:
+    """The collector's CurveZMQ keys and the directory of client public keys it admits."""
+
+    keys: CurveKeys
+    clients_dir: Path
 
 
 @dataclass(slots=True)
@@ -50,12 +59,13 @@ class Collector:
 
     def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine,
                  max_message_bytes: int = 64 * 1024 * 1024,
-                 services: Sequence[Service] = ()) -> None:
+                 services: Sequence[Service] = (), curve: CurveServer | None = None) -> None:
         self.bind = bind
         self.fanout = fanout
         self.quarantine = quarantine
         self.max_message_bytes = max_message_bytes
         self.services = list(services)
+        self.curve = curve
         self.stats = CollectorStats()
         self.address = ""
         self.ready = asyncio.Event()
@@ -70,7 +80,9 @@ class Collector:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; returns once everything received is written."""
         ctx = zmq.asyncio.Context()
-        sock = collector_socket(ctx, self.bind, self.max_message_bytes)
+        auth = start_authenticator(ctx, self.curve.clients_dir) if self.curve else None
+        sock = collector_socket(ctx, self.bind, self.max_message_bytes,
+                                self.curve.keys if self.curve else None)
         self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         workers = [asyncio.create_task(w.run(), name=f"sink-{w.name}") for w in self.fanout.workers]
         acks = asyncio.create_task(self._ack_loop(sock), name="acks")
@@ -98,6 +110,8 @@ class Collector:
             for task in workers:
                 task.cancel()
             sock.close(linger=FINAL_ACK_LINGER_MS)
+            if auth is not None:
+                auth.stop()
             ctx.term()
         log.info("collector stopped: %d events from %d producers",
                  self.stats.events, len(self.stats.per_producer))

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.bus import DEFAULT_ADDRESS
-from pipeline.collector import Collector
+from pipeline.bus import DEFAULT_ADDRESS, CurveKeys
+from pipeline.collector import Collector, CurveServer
 from pipeline.ledger import Ledger
 from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
 from pipeline.quarantine import Quarantine
@@ -32,9 +32,13 @@ class CollectorConfig:
     batch_linger_s: float = 0.05
     max_message_bytes: int = 64 * 1024 * 1024
     quarantine_max_bytes: int = 256 * 1024 * 1024
+    curve_secret_key: Path | None = None
+    curve_clients: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out).expanduser())
+        if (self.curve_secret_key is None) != (self.curve_clients is None):
+            raise ValueError("--curve-secret-key and --curve-clients go together")
         if not self.sinks:
             raise ValueError("at least one sink is needed")
         for name in self.sinks:
@@ -63,7 +67,11 @@ def build_collector(config: CollectorConfig) -> Collector:
         _worker(make_sink(name, config.out), config) for name in config.sinks
     ]
     quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
-    return Collector(config.bind, Fanout(workers), quarantine, config.max_message_bytes)
+    curve = None
+    if config.curve_secret_key and config.curve_clients:
+        curve = CurveServer(CurveKeys.load(config.curve_secret_key), config.curve_clients)
+    return Collector(config.bind, Fanout(workers), quarantine, config.max_message_bytes,
+                     curve=curve)
 
 
 def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:

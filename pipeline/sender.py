@@ -1,141 +1,182 @@
-"""The sender: one background thread that owns the driver's socket and its unacknowledged events."""
+"""The sender: one background thread that owns the driver's socket and every undelivered event."""
 
 from __future__ import annotations
 
 import collections
+import enum
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zmq
 
-from pipeline.bus import producer_socket
+from pipeline.bus import CurveKeys, producer_socket
 from pipeline.codec import decode_control, frame_events
 from pipeline.events import SchemaError
+from pipeline.spool import Spool, write_spool
 
-__all__ = ["Sender", "SenderConfig", "SenderStats"]
+__all__ = ["FullPolicy", "Sender", "SenderConfig", "SenderStats", "default_spool_dir"]
 
 log = logging.getLogger(__name__)
+
+Item = tuple[int, bytes]
+
+
+class FullPolicy(str, enum.Enum):
+    """What the sender does when memory and spool are both full."""
+
+    BLOCK = "block"
+    DROP_NEWEST = "drop-newest"
+    DROP_OLDEST = "drop-oldest"
+
+
+def default_spool_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "tunebus" / "spool"
 
 
 @dataclass(frozen=True, slots=True)
 class SenderConfig:
-    """How much the sender may hold, and how often it sends and resends."""
+    """How much the sender may hold in memory and on disk, and how often it sends and resends."""
 
-    max_buffer_events: int = 1_000_000
-    max_buffer_bytes: int = 512 * 1024 * 1024
+    max_buffer_events: int = 200_000
+    max_buffer_bytes: int = 256 * 1024 * 1024
+    max_handoff_events: int = 100_000
     max_frame_events: int = 2_000
     max_frame_bytes: int = 4 * 1024 * 1024
     send_interval_s: float = 0.005
     resend_after_s: float = 5.0
+    spool_dir: str | None = None
+    spool_max_bytes: int = 1024 * 1024 * 1024
+    when_full: FullPolicy = FullPolicy.DROP_OLDEST
 
     def __post_init__(self) -> None:
-        for name in ("max_buffer_events", "max_buffer_bytes", "max_frame_events", "max_frame_bytes"):
+        for name in ("max_buffer_events", "max_buffer_bytes", "max_handoff_events",
+                     "max_frame_events", "max_frame_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         for name in ("send_interval_s", "resend_after_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.spool_max_bytes < 0:
+            raise ValueError(f"spool_max_bytes must be >= 0, got {self.spool_max_bytes!r}")
+        object.__setattr__(self, "when_full", FullPolicy(self.when_full))
+
+    def spool_directory(self) -> Path:
+        return Path(self.spool_dir).expanduser() if self.spool_dir else default_spool_dir()
 
 
 @dataclass(frozen=True, slots=True)
 class SenderStats:
-    """A snapshot of what the sender has done."""
+    """A snapshot of what the sender holds and has done."""
 
     submitted: int
-    acked: int
-    buffered: int
-    buffered_bytes: int
+    acked_seq: int
+    in_memory: int
+    spooled: int
+    dropped: int
     resent: int
     frames_sent: int
 
 
 class Sender:
-    """Sends encoded events in order, keeps each until the collector acknowledges it.
+    """Sends encoded events in order and keeps each until the collector acknowledges it.
 
     ``submit`` is called by one thread (Tune's driver loop) and costs a deque
-    append. The background thread frames what is queued, sends without ever
-    blocking, and resends from the last acknowledgement after a ``nack`` or
-    when nothing has been acknowledged for ``resend_after_s``.
+    append. The background thread keeps up to ``max_buffer_events`` in memory
+    and spills the rest, in order, to a spool file it reads back as memory
+    frees up. It resends from the first unacknowledged event after a ``nack``
+    or when nothing was acknowledged for ``resend_after_s``. What is still
+    undelivered when it stops is saved to a spool file for ``tunebus replay``.
     """
 
-    def __init__(self, address: str, producer: str, config: SenderConfig | None = None) -> None:
+    def __init__(self, address: str, producer: str, config: SenderConfig | None = None,
+                 curve: CurveKeys | None = None) -> None:
         self.address = address
         self.producer = producer
         self.config = config or SenderConfig()
-        self._incoming: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._queued: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._inflight: collections.deque[tuple[int, bytes]] = collections.deque()
-        # Each counter has one writer: the submitting thread or the sender thread.
+        self.curve = curve
+        self.spool_file = self.config.spool_directory() / f"{producer}.spool"
+        self._incoming: collections.deque[Item] = collections.deque()
+        self._queued: collections.deque[Item] = collections.deque()
+        self._inflight: collections.deque[Item] = collections.deque()
+        self._spool = Spool(self.spool_file.with_suffix(".live"), producer, self.config.spool_max_bytes)
+        self._memory_bytes = 0
         self._submitted = 0
-        self._submitted_bytes = 0
-        self._released = 0
-        self._released_bytes = 0
         self._last_seq = -1
+        self._moved_seq = -1
+        self._settled_seq = -1
         self._acked_seq = -1
+        self.dropped = 0
         self._resent = 0
         self._frames_sent = 0
-        self._acked = threading.Condition()
+        self._changed = threading.Condition()
         self._closing = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"tunebus-sender-{producer}", daemon=True)
         self._thread.start()
 
-    def has_room(self, nbytes: int = 0) -> bool:
-        """Whether one more event of ``nbytes`` fits in the buffer's bounds."""
-        return (
-            self._submitted - self._released < self.config.max_buffer_events
-            and self._submitted_bytes - self._released_bytes + nbytes <= self.config.max_buffer_bytes
-        )
+    def accepting(self) -> bool:
+        """Whether the hand-over queue to the sender thread has room for one more event."""
+        return len(self._incoming) < self.config.max_handoff_events
 
-    def submit(self, seq: int, encoded: bytes) -> None:
-        """Hand over one encoded event; seqs must be submitted in increasing order."""
-        self._raise_if_failed()
-        self._incoming.append((seq, encoded))
-        self._submitted += 1
-        self._submitted_bytes += len(encoded)
-        self._last_seq = seq
-
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until everything submitted so far is acknowledged; False on timeout."""
-        target = self._last_seq
+    def wait_for_room(self, timeout_s: float) -> bool:
+        """Wait until ``accepting()``; False on timeout (used by the ``block`` policy)."""
         deadline = time.monotonic() + timeout_s
-        with self._acked:
-            while self._acked_seq < target and self._thread.is_alive():
+        with self._changed:
+            while not self.accepting() and self._thread.is_alive():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._acked.wait(remaining)
-        self._raise_if_failed()
-        return self._acked_seq >= target
+                self._changed.wait(remaining)
+        return self.accepting()
+
+    def submit(self, seq: int, encoded: bytes) -> None:
+        """Hand over one encoded event; seqs must be submitted in increasing order."""
+        if self._error is not None:
+            raise RuntimeError(f"tunebus sender for {self.address} failed") from self._error
+        self._incoming.append((seq, encoded))
+        self._submitted += 1
+        self._last_seq = seq
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything submitted so far is acknowledged (or dropped); False on timeout."""
+        target = self._last_seq
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while self._settled_seq < target and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+        return self._settled_seq >= target
 
     def close(self, timeout_s: float = 0.0) -> bool:
-        """Flush for up to ``timeout_s``, then stop the thread; safe to call twice."""
-        delivered = self.flush(timeout_s) if timeout_s > 0 and self._thread.is_alive() else False
+        """Flush for up to ``timeout_s``, then stop; undelivered events go to the spool file.
+
+        Safe to call twice. Returns whether everything was delivered.
+        """
+        delivered = self.flush(timeout_s) if timeout_s > 0 else self._settled_seq >= self._last_seq
         self._closing.set()
-        self._thread.join(timeout=max(1.0, 10 * self.config.send_interval_s))
-        return delivered or self._acked_seq >= self._last_seq
+        self._thread.join(timeout=30)
+        return delivered
 
     def stats(self) -> SenderStats:
         return SenderStats(
-            submitted=self._submitted,
-            acked=self._released,
-            buffered=self._submitted - self._released,
-            buffered_bytes=self._submitted_bytes - self._released_bytes,
-            resent=self._resent,
+            submitted=self._submitted, acked_seq=self._acked_seq,
+            in_memory=len(self._queued) + len(self._inflight) + len(self._incoming),
+            spooled=len(self._spool), dropped=self.dropped, resent=self._resent,
             frames_sent=self._frames_sent,
         )
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"tunebus sender for {self.address} failed") from self._error
 
     def _run(self) -> None:
         ctx: zmq.Context[Any] = zmq.Context()
         try:
-            sock = producer_socket(ctx, self.address, self.producer)
+            sock = producer_socket(ctx, self.address, self.producer, self.curve)
             try:
                 self._loop(sock)
             finally:
@@ -145,37 +186,84 @@ class Sender:
             log.error("tunebus sender stopped: %s", exc)
         finally:
             ctx.term()
-            with self._acked:
-                self._acked.notify_all()
+            self._save_undelivered()
+            with self._changed:
+                self._changed.notify_all()
 
     def _loop(self, sock: zmq.Socket[Any]) -> None:
-        interval_ms = int(self.config.send_interval_s * 1000) or 1
+        interval_ms = max(1, int(self.config.send_interval_s * 1000))
         last_progress = time.monotonic()
         while not self._closing.is_set():
-            while self._incoming:
-                self._queued.append(self._incoming.popleft())
+            self._take_incoming()
+            self._refill_from_spool()
             self._send_queued(sock)
-            if sock.poll(interval_ms, zmq.POLLIN):
-                if self._read_control(sock):
-                    last_progress = time.monotonic()
-            if self._inflight and time.monotonic() - last_progress > self.config.resend_after_s:
+            self._spool.sync()
+            if sock.poll(interval_ms, zmq.POLLIN) and self._read_control(sock):
+                last_progress = time.monotonic()
+            if not self._inflight:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > self.config.resend_after_s:
                 log.info("tunebus: no acknowledgement for %.1fs, resending %d events",
                          self.config.resend_after_s, len(self._inflight))
                 self._rewind(self._inflight[0][0])
                 last_progress = time.monotonic()
+            self._settle()
+
+    def _memory_has_room(self, nbytes: int) -> bool:
+        cfg = self.config
+        return (len(self._queued) + len(self._inflight) < cfg.max_buffer_events
+                and self._memory_bytes + nbytes <= cfg.max_buffer_bytes)
+
+    def _take_incoming(self) -> None:
+        """Move handed-over events into memory or, past its bounds, onto the spool."""
+        while self._incoming:
+            seq, data = item = self._incoming[0]
+            if not self._spool.unread and self._memory_has_room(len(data)):
+                self._queued.append(item)
+                self._memory_bytes += len(data)
+            elif not self._spool.append(seq, data) and not self._spool_full(item):
+                return
+            self._incoming.popleft()
+            self._moved_seq = seq
+
+    def _spool_full(self, item: Item) -> bool:
+        """Apply the full policy to ``item``; False leaves it waiting (``block``)."""
+        policy = self.config.when_full
+        if policy is FullPolicy.BLOCK:
+            return False
+        if policy is FullPolicy.DROP_OLDEST:
+            while self._spool.drop_oldest():
+                self._count_drop()
+                if self._spool.append(*item):
+                    return True
+        self._count_drop()
+        return True
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+        if self.dropped == 1:
+            log.warning("tunebus: memory and spool (%d bytes) full, dropping %s events",
+                        self.config.spool_max_bytes, self.config.when_full.value.split("-")[1])
+
+    def _refill_from_spool(self) -> None:
+        room = self.config.max_buffer_events - len(self._queued) - len(self._inflight)
+        if self._spool.unread and room > 0 and len(self._queued) < self.config.max_frame_events:
+            for item in self._spool.read(min(room, self.config.max_frame_events)):
+                self._queued.append(item)
+                self._memory_bytes += len(item[1])
 
     def _send_queued(self, sock: zmq.Socket[Any]) -> None:
         cfg = self.config
         while self._queued:
-            batch: list[tuple[int, bytes]] = []
+            batch: list[Item] = []
             size = 0
             while self._queued and len(batch) < cfg.max_frame_events and size < cfg.max_frame_bytes:
                 item = self._queued.popleft()
                 batch.append(item)
                 size += len(item[1])
+            base = self._inflight[0][0] if self._inflight else batch[0][0]
             try:
-                frame = frame_events(self.producer, self._acked_seq + 1, [data for _, data in batch])
-                sock.send(frame, zmq.NOBLOCK, copy=False)
+                sock.send(frame_events(self.producer, base, [d for _, d in batch]), zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 self._queued.extendleft(reversed(batch))
                 return
@@ -200,23 +288,42 @@ class Sender:
                 self._rewind(args[0])
 
     def _release(self, acked_seq: int) -> bool:
-        released = released_bytes = 0
         while self._inflight and self._inflight[0][0] <= acked_seq:
-            released += 1
-            released_bytes += len(self._inflight.popleft()[1])
-        self._released += released
-        self._released_bytes += released_bytes
+            self._memory_bytes -= len(self._inflight.popleft()[1])
         if acked_seq <= self._acked_seq:
             return False
-        with self._acked:
-            self._acked_seq = acked_seq
-            self._acked.notify_all()
+        self._acked_seq = acked_seq
         return True
 
     def _rewind(self, from_seq: int) -> None:
         """Queue every in-flight event from ``from_seq`` on for sending again."""
-        again: list[tuple[int, bytes]] = []
+        again: list[Item] = []
         while self._inflight and self._inflight[-1][0] >= from_seq:
             again.append(self._inflight.pop())
         self._queued.extendleft(again)
         self._resent += len(again)
+
+    def _settle(self) -> None:
+        """Publish the highest seq below which nothing is held any more, and wake waiters."""
+        held = self._inflight or self._queued
+        if held:
+            settled = held[0][0] - 1
+        elif self._spool.unread:
+            settled = (self._spool.peek_seq() or 0) - 1
+        else:
+            settled = self._moved_seq
+        if settled != self._settled_seq:
+            with self._changed:
+                self._settled_seq = settled
+                self._changed.notify_all()
+
+    def _save_undelivered(self) -> None:
+        items = [*self._inflight, *self._queued, *self._spool.remaining(), *self._incoming]
+        self._spool.close()
+        self._spool.path.unlink(missing_ok=True)
+        if not items:
+            return
+        count = write_spool(self.spool_file, self.producer, items)
+        log.warning("tunebus: %d events were not delivered to %s; saved to %s. Deliver them with: "
+                    "tunebus replay %s --to ADDRESS", count, self.address, self.spool_file,
+                    self.spool_file)

@@ -1,0 +1,188 @@
+"""Sender and collector over real ZeroMQ sockets: buffering, spill, replay, faults, CurveZMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from pipeline.bus import CurveKeys, make_keys
+from pipeline.codec import encode_event, frame_events
+from pipeline.quarantine import read_quarantine
+from pipeline.replay import replay
+from pipeline.sender import FullPolicy, Sender, SenderConfig
+from pipeline.spool import read_spool
+from tests.busharness import result_event, running_collector, start_event, submit_results, written
+
+COUNT = 300
+
+
+def _sender(address: str, tmp_path: Path, name: str = "p1", **config: object) -> Sender:
+    return Sender(address, name, SenderConfig(spool_dir=str(tmp_path / "spool"), **config))  # type: ignore[arg-type]
+
+
+async def test_events_wait_for_a_collector_that_appears_later(tmp_path: Path, address: str) -> None:
+    """With no collector the sender keeps everything; a collector started later gets it all once."""
+    sender = _sender(address, tmp_path)
+    submit_results(sender, COUNT)
+    assert not await asyncio.to_thread(sender.flush, 0.3)
+    async with running_collector(tmp_path / "out", address):
+        assert await asyncio.to_thread(sender.flush, 30)
+    sender.close()
+    assert written(tmp_path / "out") == list(range(1, COUNT + 1))
+
+
+async def test_events_past_memory_spill_to_disk_and_drain_in_order(tmp_path: Path, address: str) -> None:
+    """Past max_buffer_events the rest go to the spool file, then arrive in order."""
+    sender = _sender(address, tmp_path, max_buffer_events=10)
+    submit_results(sender, COUNT)
+    await asyncio.to_thread(sender.flush, 0.3)
+    assert sender.stats().spooled > COUNT - 20
+    assert (tmp_path / "spool" / "p1.live").stat().st_size > 0
+    async with running_collector(tmp_path / "out", address):
+        assert await asyncio.to_thread(sender.flush, 30)
+    sender.close()
+    assert written(tmp_path / "out") == list(range(1, COUNT + 1))
+    assert not (tmp_path / "spool" / "p1.live").exists()
+
+
+@pytest.mark.parametrize("policy", [FullPolicy.DROP_NEWEST, FullPolicy.DROP_OLDEST])
+async def test_full_spool_drops_by_policy_and_counts(tmp_path: Path, address: str,
+                                                     policy: FullPolicy) -> None:
+    """With memory and spool full, drop-newest keeps the first events, drop-oldest the last."""
+    one = len(result_event("p1", 1)) + 12
+    sender = _sender(address, tmp_path, max_buffer_events=5, spool_max_bytes=30 + 50 * one,
+                     when_full=policy)
+    submit_results(sender, COUNT)
+    await asyncio.to_thread(sender.flush, 0.5)
+    assert sender.dropped > 0
+    async with running_collector(tmp_path / "out", address):
+        assert await asyncio.to_thread(sender.flush, 30)
+    sender.close()
+    rows = written(tmp_path / "out")
+    assert len(rows) + sender.dropped == COUNT
+    assert rows == sorted(rows)
+    if policy is FullPolicy.DROP_OLDEST:
+        assert rows[-1] == COUNT
+    else:
+        assert rows[-1] < COUNT
+
+
+async def test_undelivered_events_are_saved_and_replayed_once(tmp_path: Path, address: str) -> None:
+    """Closing without a collector saves a spool; replaying it twice writes every event once."""
+    sender = _sender(address, tmp_path)
+    submit_results(sender, COUNT)
+    assert not sender.close(0.2)
+    spool = tmp_path / "spool" / "p1.spool"
+    producer, items = read_spool(spool)
+    assert producer == "p1" and [seq for seq, _ in items] == list(range(COUNT + 1))
+    async with running_collector(tmp_path / "out", address):
+        assert (await asyncio.to_thread(replay, spool, address, 30, keep=True)) == (True, COUNT + 1)
+        assert (await asyncio.to_thread(replay, spool, address, 30)) == (True, COUNT + 1)
+    assert not spool.exists()
+    assert written(tmp_path / "out") == list(range(1, COUNT + 1))
+
+
+async def test_a_gap_is_answered_with_nack_and_filled(tmp_path: Path, address: str) -> None:
+    """A frame that skips seqs is refused with nack; the producer resends from the gap."""
+    async with running_collector(tmp_path / "out", address) as collector:
+        ctx = zmq.asyncio.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, b"raw")
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(address)
+        await sock.send(frame_events("raw", 0, [start_event("raw", 0), result_event("raw", 1)]))
+        await sock.send(frame_events("raw", 0, [result_event("raw", 3)]))
+        replies = [msgpack.unpackb(await asyncio.wait_for(sock.recv(), 10)) for _ in range(2)]
+        assert ["nack", 2] in replies
+        await sock.send(frame_events("raw", 0, [result_event("raw", 2), result_event("raw", 3)]))
+        while ["ack", 3] not in replies:
+            replies.append(msgpack.unpackb(await asyncio.wait_for(sock.recv(), 10)))
+        sock.close()
+        ctx.term()
+        assert collector.stats.gaps == 1
+    assert written(tmp_path / "out") == [1, 2, 3]
+
+
+async def _until(predicate: Callable[[], bool], timeout_s: float) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout_s)
+
+
+def _garbage(rng: random.Random) -> list[bytes]:
+    good = result_event("evil", 1)
+    return [
+        rng.randbytes(200),
+        good[: len(good) // 2],
+        msgpack.packb([2, "evil", 0, []]),
+        msgpack.packb([1, "evil", 0, [[9, "result"]]]),
+        msgpack.packb([1, "evil", 0, [[1, "nonsense", "evil", 1, 0.0, "e", "t", "d", {}]]]),
+        frame_events("evil", 0, [encode_event("result", "evil", 1, 0.0, "exp", "t", "../../x", {})]),
+        frame_events("evil", 0, [encode_event("result", "evil", 1, 0.0, "/abs", "t", "d", {})]),
+        frame_events("evil", 0, [encode_event("result", "evil", 1, 0.0, "e", "t", "a\x00b", {})]),
+        msgpack.packb([1, "someone-else", 0, []]),
+        msgpack.packb({"a": "b" * 100_000}),
+        b"",
+    ]
+
+
+async def test_garbage_is_quarantined_and_the_collector_goes_on(tmp_path: Path, address: str) -> None:
+    """Malformed frames are counted and kept byte for byte; valid traffic still gets written."""
+    out = tmp_path / "out"
+    frames = _garbage(random.Random(1))
+    async with running_collector(out, address) as collector:
+        ctx = zmq.asyncio.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.ROUTING_ID, b"evil")
+        sock.setsockopt(zmq.LINGER, 5_000)
+        sock.connect(address)
+        for frame in frames:
+            await sock.send(frame)
+        await sock.send_multipart([b"two", b"parts"])
+        await _until(lambda: collector.quarantine.frames == len(frames) + 1, 10)
+        sock.close()
+        ctx.term()
+        sender = _sender(address, tmp_path)
+        submit_results(sender, 10)
+        assert await asyncio.to_thread(sender.flush, 30)
+        sender.close()
+    assert written(out) == list(range(1, 11))
+    records = read_quarantine(out / ".tunebus" / "quarantine.msgpack")
+    assert [r[3] for r in records[: len(frames)]] == frames
+    assert not (tmp_path / "x").exists()
+    assert {"bad-msgpack", "unknown-version", "bad-shape", "unknown-kind", "bad-name",
+            "producer-mismatch"} <= set(collector.quarantine.faults)
+
+
+async def test_curve_admits_only_known_clients(tmp_path: Path, address: str) -> None:
+    """With CurveZMQ on, an unknown client delivers nothing and a known one delivers all."""
+    keys, clients = tmp_path / "keys", tmp_path / "clients"
+    make_keys(keys, "server")
+    make_keys(keys, "stranger")
+    public, _ = make_keys(clients, "driver")
+    os.replace(clients / "driver.key_secret", keys / "driver.key_secret")
+    options = {"curve_secret_key": keys / "server.key_secret", "curve_clients": clients}
+    async with running_collector(tmp_path / "out", address, **options) as collector:
+        plain = _sender(address, tmp_path, name="plain")
+        stranger = Sender(address, "stranger", SenderConfig(spool_dir=str(tmp_path / "s")),
+                          CurveKeys.load(keys / "stranger.key_secret", keys / "server.key"))
+        known = Sender(address, "known", SenderConfig(spool_dir=str(tmp_path / "k")),
+                       CurveKeys.load(keys / "driver.key_secret", keys / "server.key"))
+        for sender in (plain, stranger, known):
+            submit_results(sender, 5)
+        assert await asyncio.to_thread(known.flush, 30)
+        assert not await asyncio.to_thread(stranger.flush, 1)
+        assert not await asyncio.to_thread(plain.flush, 0.1)
+        assert set(collector.stats.per_producer) == {"known"}
+        for sender in (plain, stranger, known):
+            sender.close()
+    assert written(tmp_path / "out") == [1, 2, 3, 4, 5]
