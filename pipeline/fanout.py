@@ -159,11 +159,11 @@ class SinkWorker:
             self.ledger.before(batch)
         try:
             deliver(self.sink, events, self.trials)
+            if self.ledger is not None:
+                self.ledger.after(batch)
         except Exception:
             self._roll_back()
             raise
-        if self.ledger is not None:
-            self.ledger.after(batch)
 
     def _roll_back(self) -> None:
         try:

@@ -54,8 +54,13 @@ class Ledger:
         self.rewrites_head = rewrites_head
         self.marks: dict[str, int] = {}
         self.dirs: dict[str, dict[str, FileMark]] = {}
-        if path.exists():
-            state = orjson.loads(path.read_bytes())
+        self._load()
+
+    def _load(self) -> None:
+        """Take the committed state as the truth (after a failed commit, memory may be ahead)."""
+        self.marks, self.dirs = {}, {}
+        if self.path.exists():
+            state = orjson.loads(self.path.read_bytes())
             self.marks = {str(k): int(v) for k, v in state["marks"].items()}
             self.dirs = state["dirs"]
 
@@ -67,26 +72,28 @@ class Ledger:
     def before(self, events: list[Event]) -> None:
         """Record the files of trial directories this batch is the first to touch."""
         new = [d for d in _trial_dirs(events) if d not in self.dirs]
-        for rel in new:
-            self.dirs[rel] = {name: self._mark(path, None)
-                              for name, path in self._files(rel)}
         if new:
-            self._commit()
+            dirs = dict(self.dirs)
+            for rel in new:
+                dirs[rel] = {name: self._mark(path, None) for name, path in self._files(rel)}
+            self._commit(self.marks, dirs)
 
     def after(self, events: list[Event]) -> None:
         """Record what the batch wrote: new file sizes, each producer's last seq."""
+        dirs = dict(self.dirs)
         for rel in _trial_dirs(events):
-            marks = self.dirs.setdefault(rel, {})
-            for name, path in self._files(rel):
-                marks[name] = self._mark(path, marks.get(name))
+            old = dirs.get(rel, {})
+            dirs[rel] = {name: self._mark(path, old.get(name)) for name, path in self._files(rel)}
+        marks = dict(self.marks)
         for event in events:
-            self.marks[event.producer] = event.seq
-        for rel in _closed_dirs(events, self.dirs):
-            del self.dirs[rel]
-        self._commit()
+            marks[event.producer] = event.seq
+        for rel in _closed_dirs(events, dirs):
+            del dirs[rel]
+        self._commit(marks, dirs)
 
     def recover(self) -> None:
         """Cut every tracked file back to its committed state."""
+        self._load()
         for rel, marks in self.dirs.items():
             for name, path in self._files(rel):
                 mark = marks.get(name)
@@ -134,11 +141,12 @@ class Ledger:
         tmp.write_bytes(kept)
         os.replace(tmp, path)
 
-    def _commit(self) -> None:
-        data = orjson.dumps({"marks": self.marks, "dirs": self.dirs})
+    def _commit(self, marks: dict[str, int], dirs: dict[str, dict[str, FileMark]]) -> None:
+        """Write the state atomically; only then is it this ledger's state."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(data)
+        tmp.write_bytes(orjson.dumps({"marks": marks, "dirs": dirs}))
         os.replace(tmp, self.path)
+        self.marks, self.dirs = marks, dirs
 
 
 def _trial_dirs(events: list[Event]) -> list[str]:

@@ -82,8 +82,8 @@ def _json_default(value: Any) -> Any:
         return str(value)
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, np.floating):
-        return _float(float(value))
+    if isinstance(value, np.number):  # float(complex) keeps the real part, as Tune's does
+        return _float(float(np.real(value)))
     return str(value)
 
 

@@ -1,0 +1,112 @@
+"""The wire codec: values survive the trip, bad frames become faults, never exceptions."""
+
+from __future__ import annotations
+
+import datetime
+import math
+
+import msgpack
+import numpy as np
+import pytest
+
+from pipeline.codec import Fallback, decode_control, decode_frame, encode_control, encode_event, frame_events
+from pipeline.events import SchemaError
+
+
+def _trip(payload: dict[str, object]) -> dict[str, object]:
+    frame = frame_events("p", 0, [encode_event("result", "p", 0, 1.5, "e", "t", "d", payload)])
+    decoded = decode_frame(frame)
+    assert decoded.faults == []
+    return decoded.events[0].payload
+
+
+def test_event_fields_round_trip() -> None:
+    """Every header field of an event arrives as sent."""
+    frame = frame_events("prod", 4, [encode_event("trial_start", "prod", 7, 2.5, "exp", "tid", "tdir", {})])
+    decoded = decode_frame(frame)
+    event = decoded.events[0]
+    assert (decoded.producer, decoded.base) == ("prod", 4)
+    assert (event.kind, event.producer, event.seq, event.ts) == ("trial_start", "prod", 7, 2.5)
+    assert (event.experiment, event.trial, event.trial_dir) == ("exp", "tid", "tdir")
+
+
+def test_numpy_arrays_keep_dtype_shape_and_bytes() -> None:
+    """Images, videos and histograms arrive as the same typed arrays."""
+    image = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    video = np.random.default_rng(0).random((1, 2, 3, 4, 4)).astype(np.float32)
+    got = _trip({"image": image, "video": video, "empty": np.zeros((0,), np.int64)})
+    for key, want in (("image", image), ("video", video)):
+        assert isinstance(got[key], np.ndarray)
+        assert got[key].dtype == want.dtype and got[key].shape == want.shape
+        assert np.array_equal(got[key], want)
+    assert got["empty"].shape == (0,)
+
+
+def test_numpy_scalars_nan_and_infinities_survive() -> None:
+    """numpy scalars keep their type; NaN and infinities stay what they were."""
+    got = _trip({"f32": np.float32(0.1), "f64": np.float64(0.25), "i64": np.int64(3),
+                 "b": np.bool_(True), "nan": float("nan"), "nan32": np.float32("nan"),
+                 "inf": float("inf"), "ninf": -math.inf})
+    assert type(got["f32"]) is np.float32 and got["f32"] == np.float32(0.1)
+    assert type(got["f64"]) is np.float64 and type(got["i64"]) is np.int64
+    assert type(got["b"]) is np.bool_
+    assert math.isnan(got["nan"]) and np.isnan(got["nan32"]) and type(got["nan32"]) is np.float32
+    assert got["inf"] == math.inf and got["ninf"] == -math.inf
+
+
+def test_tuples_and_unencodable_values_are_carried_as_tune_writes_them() -> None:
+    """A tuple stays a tuple; a datetime becomes the text Tune's encoder would write."""
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5)
+    got = _trip({"t": (1, 2), "when": when, "big": 2**70, "s": {1, 2}})
+    assert got["t"] == (1, 2) and type(got["t"]) is tuple
+    assert got["when"] == Fallback(f'"{when}"', str(when))
+    assert isinstance(got["big"], Fallback) and got["big"].text == str(2**70)
+    assert got["s"].text == "{1, 2}"
+
+
+def test_encoding_never_raises_in_the_driver() -> None:
+    """A cyclic payload still encodes (its value is replaced by a marker), never crashing Tune."""
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    got = _trip({"cycle": cyclic})
+    assert "tunebus_unencodable" in got
+
+
+@pytest.mark.parametrize("frame,fault", [
+    (b"\xc1", "bad-msgpack"),
+    (msgpack.packb([1, "p", 0]), "bad-shape"),
+    (msgpack.packb([9, "p", 0, []]), "unknown-version"),
+    (msgpack.packb([1, "", 0, []]), "bad-type"),
+    (msgpack.packb([1, "p", 0, [[2, "result"]]]), "unknown-version"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", -1, 0.0, "e", "t", "d", {}]]]), "bad-type"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "..", "t", "d", {}]]]), "bad-name"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "q", 1, 0.0, "e", "t", "d", {}]]]), "producer-mismatch"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d", []]]]), "bad-type"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "", {}]]]), "bad-name"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d",
+                                 {"x": msgpack.ExtType(1, msgpack.packb(["|O", [1], b"x"]))}]]]),
+     "bad-array"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d",
+                                 {"x": msgpack.ExtType(1, msgpack.packb(["<f8", [2], b"x"]))}]]]),
+     "bad-array"),
+])
+def test_malformed_frames_become_faults(frame: bytes, fault: str) -> None:
+    """Each kind of malformed input is named, not raised."""
+    decoded = decode_frame(frame)
+    assert decoded.events == []
+    assert [f.fault for f in decoded.faults] == [fault]
+
+
+def test_object_dtype_is_refused_on_the_wire() -> None:
+    """An array of Python objects would need pickle; the decoder refuses its dtype."""
+    with pytest.raises(SchemaError):
+        from pipeline.codec import _wire_dtype
+
+        _wire_dtype("|O")
+
+
+def test_control_messages_round_trip() -> None:
+    """ack and nack decode to their kind and sequence number."""
+    assert decode_control(encode_control("ack", 41)) == ("ack", [41])
+    with pytest.raises(SchemaError):
+        decode_control(b"\x93")
