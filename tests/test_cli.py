@@ -1,0 +1,61 @@
+"""The command line: complete help, and one readable line with a non-zero exit for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_help_lists_every_command_and_collect_flag() -> None:
+    """--help names the commands, and collect --help every flag with its default."""
+    top = _run("--help")
+    assert top.returncode == 0
+    for command in ("collect", "demo", "replay", "keygen"):
+        assert command in top.stdout
+    collect = _run("collect", "--help").stdout
+    for flag in ("--bind", "--out", "--sinks", "--max-queue-events", "--batch-max-events",
+                 "--batch-linger-s", "--max-message-bytes", "--quarantine-max-bytes",
+                 "--curve-secret-key", "--curve-clients"):
+        assert flag in collect
+
+
+@pytest.mark.parametrize("args", [
+    ("collect", "--sinks", "json,nope"),
+    ("collect", "--max-queue-events", "0"),
+    ("collect", "--batch-linger-s", "-1"),
+    ("collect", "--bind", "http://x"),
+    ("collect", "--no-such-flag"),
+    ("collect", "--curve-secret-key", "k"),
+    ("replay", "/no/such/spool", "--to", "tcp://127.0.0.1:9"),
+    ("frobnicate",),
+])
+def test_bad_input_exits_non_zero_with_one_line(args: tuple[str, ...]) -> None:
+    """Each bad flag or value: exit status 2, and exactly one line on stderr."""
+    done = _run(*args)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "error" in done.stderr
+
+
+def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:
+    """Binding an address already in use fails with one line, not a traceback."""
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(address)
+    try:
+        done = _run("collect", "--bind", address, "--out", str(tmp_path))
+    finally:
+        sock.close()
+        ctx.term()
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("tunebus collect: error: cannot bind")

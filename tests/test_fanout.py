@@ -1,0 +1,122 @@
+"""Sink queues: bounded, batched, in order, and a failing sink retried without touching the others."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.events import Event
+from pipeline.fanout import BatchPolicy, EventQueue, Fanout, SinkWorker
+from sinks.base import TrialFiles, TrialRef
+
+
+def _results(n: int, producer: str = "p", start: int = 0) -> list[Event]:
+    return [Event("result", producer, start + i, 0.0, "e", "t", "d", {"i": start + i}) for i in range(n)]
+
+
+class RecordingSink:
+    """Records every call it gets."""
+
+    name = "recording"
+    durable = True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.rows: list[int] = []
+
+    def open_trial(self, trial: TrialRef, start: Event | None) -> None:
+        self.calls.append(("open", trial.key))
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        self.calls.append(("write", len(results)))
+        self.rows.extend(r["i"] for r in results)
+
+    def close_trial(self, trial: TrialRef, end: Event | None) -> None:
+        self.calls.append(("close", trial.key))
+
+    def flush(self) -> None:
+        self.calls.append(("flush", None))
+
+    def close(self) -> None:
+        self.calls.append(("closed", None))
+
+
+class FailingSink(RecordingSink):
+    """Fails its first ``failures`` batches, then records like RecordingSink."""
+
+    name = "failing"
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk says no")
+        super().write_results(trial, results)
+
+
+async def test_put_waits_while_the_queue_is_full() -> None:
+    """A full queue makes put wait (backpressure) until a batch is taken."""
+    queue = EventQueue(max_events=10)
+    await queue.put(_results(10))
+    blocked = asyncio.create_task(queue.put(_results(5, start=10)))
+    await asyncio.sleep(0)
+    assert not blocked.done() and len(queue) == 10
+    assert [e.seq for e in await queue.get_batch(4, 0)] == [0, 1, 2, 3]
+    await asyncio.sleep(0)
+    assert not blocked.done()  # 6 + 5 still does not fit in 10
+    assert [e.seq for e in await queue.get_batch(1, 0)] == [4]
+    await asyncio.wait_for(blocked, 5)
+    assert len(queue) == 10
+
+
+async def test_get_batch_lingers_for_a_full_batch_then_takes_what_is_there() -> None:
+    """get_batch returns at max_events at once, or what arrived within linger_s."""
+    queue = EventQueue(max_events=100)
+    await queue.put(_results(3))
+    assert len(await asyncio.wait_for(queue.get_batch(10, 0.05), 5)) == 3
+    await queue.put(_results(30, start=3))
+    assert [e.seq for e in await queue.get_batch(10, 60)] == list(range(3, 13))
+
+
+async def test_closed_queue_drains_then_returns_empty() -> None:
+    """After close the remaining events still come out, then an empty batch ends the worker."""
+    queue = EventQueue(max_events=10)
+    await queue.put(_results(2))
+    await queue.close()
+    assert len(await queue.get_batch(10, 1)) == 2
+    assert await queue.get_batch(10, 1) == []
+
+
+def test_bounds_are_checked_with_the_bad_value() -> None:
+    """Zero-sized queues and batches are refused at construction."""
+    with pytest.raises(ValueError, match="0"):
+        EventQueue(0)
+    with pytest.raises(ValueError):
+        BatchPolicy(max_events=0)
+
+
+async def test_a_failing_sink_is_retried_and_holds_back_only_its_own_mark(tmp_path: Path) -> None:
+    """The failing sink retries until it succeeds; the healthy one is done meanwhile; marks follow."""
+    healthy, failing = RecordingSink(), FailingSink(failures=2)
+    workers = [SinkWorker(sink, TrialFiles(tmp_path), BatchPolicy(100, 0, 1000)) for sink in (healthy, failing)]
+    fanout = Fanout(workers)
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    await fanout.put(_results(50))
+
+    async def until(predicate: Any) -> None:
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(until(lambda: healthy.rows == list(range(50))), 10)
+    assert workers[1].marks.get("p", -1) < 49
+    await asyncio.wait_for(until(lambda: failing.rows == list(range(50))), 10)
+    assert fanout.mark("p") == 49 and workers[1].stats.errors == 2
+    await fanout.drain()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert healthy.calls[-1] == ("closed", None)
