@@ -1,0 +1,158 @@
+"""Producer processes: each owns one Sender and submits encoded results, paced or flat out."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event as MpEvent
+from typing import Any
+
+from bench.workload import EXPERIMENT, make_result
+from pipeline.codec import encode_event
+from pipeline.events import Kind
+from pipeline.sender import FullPolicy, Sender, SenderConfig
+
+__all__ = ["LoadSpec", "ProducerReport", "produce"]
+
+BURST = 200
+RESULT_VARIANTS = 100
+MAX_LATENCY_SAMPLES = 20_000
+RESULT = Kind.RESULT.value
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """What one producer does: its rate, its measuring window, its bounds."""
+
+    address: str
+    index: int
+    rate_per_s: float = 0.0
+    """Events per second; 0 submits as fast as the process can."""
+    warm_s: float = 0.5
+    window_s: float = 2.0
+    max_inflight: int = 0
+    """Unacknowledged events allowed before submitting pauses; 0 for no limit."""
+    total: int = 0
+    """If set, submit exactly this many events and ignore the window's end."""
+    drain_s: float = 0.0
+    spool_dir: str = ""
+    sender: dict[str, Any] = field(default_factory=dict)
+    track_latency: bool = True
+
+
+@dataclass(slots=True)
+class ProducerReport:
+    """What one producer did, in its window and overall."""
+
+    index: int
+    submitted: int = 0
+    submitted_in_window: int = 0
+    acked_in_window: int = 0
+    cpu_in_window_s: float = 0.0
+    acked_final: int = 0
+    lost: int = 0
+    dropped: int = 0
+    drain_s: float = 0.0
+    build_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+
+
+class _Producer:
+    """The submit loop of one producer process."""
+
+    def __init__(self, spec: LoadSpec) -> None:
+        self.spec = spec
+        config = SenderConfig(spool_dir=spec.spool_dir or None, when_full=FullPolicy.BLOCK, **spec.sender)
+        self.id = f"bench-{spec.index}-{time.time_ns() & 0xFFFFFF:x}"
+        self.sender = Sender(spec.address, self.id, config)
+        self.head = (EXPERIMENT, f"t{spec.index:04d}", f"trial_{spec.index:04d}")
+        self.results = [make_result(i) for i in range(RESULT_VARIANTS)]
+        self.sent_at: list[float] = []
+        self.acked = -1
+        self.report = ProducerReport(spec.index)
+
+    def submit(self, count: int) -> None:
+        sender, seq = self.sender, self.report.submitted
+        for seq in range(seq, seq + count):
+            if not sender.accepting():
+                sender.wait_for_room(1.0)
+            data = encode_event(RESULT, self.id, seq, time.time(), *self.head,
+                                self.results[seq % RESULT_VARIANTS])
+            if self.spec.track_latency:
+                self.sent_at.append(time.monotonic())
+            sender.submit(seq, data)
+        self.report.submitted += count
+
+    def poll_acks(self, warm_at: float, end_at: float) -> None:
+        acked = self.sender.stats().acked_seq
+        if acked > self.acked and self.spec.track_latency:
+            now = time.monotonic()
+            lat = self.report.latencies_s
+            for seq in range(self.acked + 1, acked + 1):
+                if warm_at <= self.sent_at[seq] <= end_at:
+                    lat.append(now - self.sent_at[seq])
+        self.acked = max(acked, self.acked)
+
+    def run(self, start_wall: float) -> ProducerReport:
+        spec = self.spec
+        start = time.monotonic() + (start_wall - time.time())
+        while time.monotonic() < start:
+            time.sleep(0.001)
+        warm_at, end_at = start + spec.warm_s, start + spec.warm_s + spec.window_s
+        warm_mark: tuple[int, int, float] | None = None
+        while True:
+            now = time.monotonic()
+            if warm_mark is None and now >= warm_at:
+                warm_mark = (self.report.submitted, self.acked, time.process_time())
+            if spec.total and self.report.submitted >= spec.total or not spec.total and now >= end_at:
+                break
+            self.poll_acks(warm_at, end_at)
+            due = BURST
+            if spec.rate_per_s:
+                due = min(BURST, int((now - start) * spec.rate_per_s) - self.report.submitted)
+            if spec.total:
+                due = min(due, spec.total - self.report.submitted)
+            if spec.max_inflight and self.report.submitted - self.acked - 1 >= spec.max_inflight:
+                due = 0
+            if due <= 0:
+                time.sleep(0.0005)
+                continue
+            self.submit(due)
+        self.poll_acks(warm_at, end_at)
+        self.report.build_s = time.monotonic() - start
+        if warm_mark is not None:
+            self.report.submitted_in_window = self.report.submitted - warm_mark[0]
+            self.report.acked_in_window = self.acked - warm_mark[1]
+            self.report.cpu_in_window_s = time.process_time() - warm_mark[2]
+        self.finish(warm_at, end_at)
+        return self.report
+
+    def finish(self, warm_at: float, end_at: float) -> None:
+        started = time.monotonic()
+        if self.spec.drain_s > 0:
+            self.sender.flush(self.spec.drain_s)
+        self.report.drain_s = time.monotonic() - started
+        self.poll_acks(warm_at, end_at)
+        self.report.acked_final = self.acked + 1
+        self.report.dropped = self.sender.dropped
+        self.report.lost = self.report.submitted - self.report.acked_final
+        self.sender.close()
+        lat = self.report.latencies_s
+        if len(lat) > MAX_LATENCY_SAMPLES:
+            step = len(lat) / MAX_LATENCY_SAMPLES
+            self.report.latencies_s = [lat[int(i * step)] for i in range(MAX_LATENCY_SAMPLES)]
+
+
+def produce(spec: LoadSpec, start_wall: Any, go: MpEvent, reports: Queue[Any]) -> None:
+    """Child process body: report ready, wait for ``go``, run, report the ProducerReport as a dict."""
+    try:
+        producer = _Producer(spec)
+        reports.put(("ready", spec.index))
+        go.wait()
+        report = producer.run(start_wall.value)
+        reports.put(("done", dataclasses.asdict(report)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails the bench
+        reports.put(("error", f"producer {spec.index}: {type(exc).__name__}: {exc}"))
+        raise

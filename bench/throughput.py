@@ -1,0 +1,70 @@
+"""Sustained results/s through each sink alone and all together, from 1, 8 and 64 producer processes."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.collector import CollectorProcess, available_sinks
+from bench.harness import BenchArgs, emit, parse_args
+from bench.load import run_load
+from bench.producers import LoadSpec
+
+__all__ = ["main", "measure", "sink_sets"]
+
+TARGETS_PER_S = {"json,csv": 100_000, "tensorboard": 20_000}
+INFLIGHT_TOTAL = 40_000
+
+
+def sink_sets(sinks: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Each sink alone, JSON + CSV (the target's pair), and every sink together."""
+    sets = [(name,) for name in sinks]
+    for extra in (("json", "csv"), sinks):
+        if extra not in sets and all(s in sinks for s in extra):
+            sets.append(extra)
+    return sets
+
+
+def measure(sinks: tuple[str, ...], counts: tuple[int, ...], warm_s: float, window_s: float,
+            root: Path) -> list[dict[str, Any]]:
+    """One collector for ``sinks``; each producer count in turn, flat out, bounded in flight."""
+    rows = []
+    with CollectorProcess(root / "-".join(sinks), sinks) as collector:
+        for n in counts:
+            inflight = max(500, INFLIGHT_TOTAL // n)
+            specs = [LoadSpec(collector.address, i, warm_s=warm_s, window_s=window_s,
+                              max_inflight=inflight, drain_s=30.0, spool_dir=str(root / "spool"))
+                     for i in range(n)]
+            run = run_load(collector, specs)
+            rows.append({"sinks": ",".join(sinks), **run.summary()})
+        collector.kill()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args: BenchArgs = parse_args("throughput", argv)
+    started = time.monotonic()
+    counts = (1, 8) if args.quick else (1, 8, 64)
+    warm_s, window_s = (0.3, 0.7) if args.quick else (1.0, 4.0)
+    sinks = available_sinks()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
+        for chosen in sink_sets(sinks):
+            rows.extend(measure(chosen, counts, warm_s, window_s, Path(tmp)))
+    best = {}
+    for row in rows:
+        best[row["sinks"]] = max(best.get(row["sinks"], 0), row["delivered_per_s"])
+    targets = [{"sinks": k, "target_per_s": v, "best_per_s": best.get(k), "met": best.get(k, 0) >= v}
+               for k, v in TARGETS_PER_S.items() if k in best]
+    if args.plots:
+        from bench.plots import throughput_plot
+
+        throughput_plot(rows)
+    return emit("throughput", args, started, {"sinks_available": list(sinks), "producer_counts": list(counts),
+                                              "runs": rows, "best_per_s": best, "targets": targets})
+
+
+if __name__ == "__main__":
+    main()
