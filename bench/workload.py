@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 from typing import Any
 
-__all__ = ["EXPERIMENT", "make_result"]
+__all__ = ["EXPERIMENT", "make_result", "tune_result"]
 
 EXPERIMENT = "bench"
 
@@ -27,3 +29,15 @@ def make_result(i: int) -> dict[str, Any]:
         "timestamp": int(time.time()),
         "nested": {"val_loss": loss * 1.1, "val_acc": 1.0 - loss / 3, "weights": {"norm": 0.5 + i}},
     }
+
+
+def tune_result(i: int, trial_id: str, config: dict[str, Any], tag: str) -> dict[str, Any]:
+    """``make_result(i)`` with the fields Tune adds before on_trial_result sees it (config included)."""
+    result = make_result(i)
+    result.update({
+        "done": False, "trial_id": trial_id, "date": time.strftime("%Y-%m-%d_%H-%M-%S"),
+        "pid": os.getpid(), "hostname": socket.gethostname(), "node_ip": "127.0.0.1",
+        "config": config, "time_since_restore": result["time_total_s"],
+        "iterations_since_restore": i + 1, "checkpoint_dir_name": None, "experiment_tag": tag,
+    })
+    return result
