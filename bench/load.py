@@ -80,6 +80,8 @@ class LoadRun:
             "submitted": sum(r["submitted"] for r in self.reports),
             "lost": sum(r["lost"] for r in self.reports),
             "dropped": sum(r["dropped"] for r in self.reports),
+            "spooled_max": sum(r["spooled_max"] for r in self.reports),
+            "drain_s": round(max(r["drain_s"] for r in self.reports), 2),
         }
 
 

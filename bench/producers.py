@@ -54,6 +54,7 @@ class ProducerReport:
     acked_final: int = 0
     lost: int = 0
     dropped: int = 0
+    spooled_max: int = 0
     drain_s: float = 0.0
     build_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
@@ -86,7 +87,9 @@ class _Producer:
         self.report.submitted += count
 
     def poll_acks(self, warm_at: float, end_at: float) -> None:
-        acked = self.sender.stats().acked_seq
+        stats = self.sender.stats()
+        acked = stats.acked_seq
+        self.report.spooled_max = max(self.report.spooled_max, stats.spooled)
         if acked > self.acked and self.spec.track_latency:
             now = time.monotonic()
             lat = self.report.latencies_s
