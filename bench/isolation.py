@@ -27,11 +27,13 @@ SENDER_BOUNDS = {"max_buffer_events": 20_000, "max_buffer_bytes": 16 * 2**20, "m
 def _driver_during(address: str, root: Path, tag: str) -> Any:
     """A BusCallback in this process offering 1k results/s during the window, each call timed."""
     from pipeline.callback import BusCallback
+    from pipeline.sender import SenderConfig
 
     trials = real_trials(root / f"driver-{tag}", f"iso_{tag}", 4)
+    spool = SenderConfig(spool_dir=str(root / "spool"))
 
     def during(start_wall: float, end_wall: float) -> dict[str, Any]:
-        cb = BusCallback(address, end_timeout_s=0)
+        cb = BusCallback(address, sender=spool)
         cb.setup(stop=None, num_samples=4, total_num_samples=4)
         for trial in trials:
             cb.on_trial_start(iteration=0, trials=trials, trial=trial)
@@ -48,6 +50,7 @@ def _driver_during(address: str, root: Path, tag: str) -> Any:
                 samples.append(time.perf_counter() - began)
                 i += 1
             time.sleep(0.001)
+        cb.flush(10.0)
         cb.close()
         return {"driver_us": percentiles(samples, 1e6), "driver_dropped": cb.dropped}
 
@@ -128,8 +131,8 @@ def _mib(n: int) -> float:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args: BenchArgs = parse_args("isolation", argv)
     started = time.monotonic()
-    warm_s, window_s = (1.0, 1.0) if args.quick else (3.0, 6.0)
-    total, queue_events = (50_000, 5_000) if args.quick else (1_000_000, 50_000)
+    warm_s, window_s = (0.7, 0.8) if args.quick else (3.0, 6.0)
+    total, queue_events = (30_000, 5_000) if args.quick else (1_000_000, 50_000)
     with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
         root = Path(tmp)
         base = slowed(root, ("json", "csv"), warm_s, window_s)
