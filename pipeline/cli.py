@@ -98,6 +98,16 @@ def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="results each trial reports (default: %(default)s)")
 
 
+def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("bench", help="run the benchmarks (python -m bench)",
+                       description="Run every benchmark; each prints one JSON line "
+                                   "and saves it in bench/results/.")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: prove the scripts work")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help="run only this benchmark (repeatable)")
+    p.add_argument("--plots", action="store_true", help="also save PNG plots in bench/results/")
+
+
 def parser() -> _Parser:
     top = _Parser(prog="tunebus", description="Ray Tune logging over a ZeroMQ bus.")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -105,6 +115,7 @@ def parser() -> _Parser:
     _add_demo(sub)
     _add_replay(sub)
     _add_keygen(sub)
+    _add_bench(sub)
     return top
 
 
@@ -172,7 +183,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.trials, args.iterations)
 
 
-COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen}
+def _bench(args: argparse.Namespace) -> int:
+    from bench.__main__ import main as bench_main
+
+    only = [f"--only={name}" for name in args.only]
+    flags = [*(["--quick"] if args.quick else []), *(["--plots"] if args.plots else [])]
+    return bench_main([*flags, *only])
+
+
+COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen, "bench": _bench}
 
 
 def main(argv: list[str] | None = None) -> int:
