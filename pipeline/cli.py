@@ -191,7 +191,8 @@ def _bench(args: argparse.Namespace) -> int:
     return bench_main([*flags, *only])
 
 
-COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen, "bench": _bench}
+COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen,
+            "bench": _bench}
 
 
 def main(argv: list[str] | None = None) -> int:
