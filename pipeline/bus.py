@@ -62,7 +62,7 @@ def producer_socket(ctx: zmq.Context[Any], address: str, producer: str,
     The routing id is the producer id, so acknowledgements find the producer
     again after it reconnects.
     """
-    sock = ctx.socket(zmq.DEALER)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.IMMEDIATE, 1)
     sock.setsockopt(zmq.SNDHWM, SEND_HWM_FRAMES)
@@ -82,7 +82,7 @@ def collector_socket(
     ctx: zmq.Context[Any], address: str, max_message_bytes: int, curve: CurveKeys | None = None
 ) -> zmq.Socket[Any]:
     """A ROUTER that lets a reconnecting producer take over its routing id."""
-    sock = ctx.socket(zmq.ROUTER)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
     sock.setsockopt(zmq.RCVHWM, RECEIVE_HWM_FRAMES)

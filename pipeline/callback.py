@@ -132,7 +132,8 @@ class BusCallback(Callback):
     def _head(self, trial: Trial) -> tuple[str, str, str]:
         head = self._heads.get(trial.trial_id)
         if head is None:
-            head = (trial.experiment_dir_name, trial.trial_id, trial.storage.trial_dir_name)
+            trial_dir = trial.storage.trial_dir_name if trial.storage else None
+            head = (str(trial.experiment_dir_name), str(trial.trial_id), str(trial_dir))
             self._heads[trial.trial_id] = head
         return head
 
@@ -146,7 +147,7 @@ class BusCallback(Callback):
         self._emit(Kind.TRIAL_START.value, self._head(trial), {
             "config": trial.config,
             "evaluated_params": trial.evaluated_params,
-            "params_pkl": cloudpickle.dumps(trial.config),
+            "params_pkl": cloudpickle.dumps(trial.config),  # type: ignore[no-untyped-call]
             "path": trial.path,
             "experiment_path": trial.remote_experiment_path,
         })

@@ -47,11 +47,11 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
                        description="Receive Tune events from BusCallback and write them with the sinks.")
     p.add_argument("--bind", default=DEFAULT_ADDRESS, help="ZeroMQ address to bind (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("~/ray_results"),
-                   help="root directory for experiment folders; use Tune's storage_path (default: %(default)s)")
+                   help="root for experiment folders; use Tune's storage_path (default: %(default)s)")
     p.add_argument("--sinks", type=_sink_list, default=("json", "csv"),
                    help="comma-separated sinks to write (default: json,csv)")
     p.add_argument("--max-queue-events", type=_positive_int, default=200_000,
-                   help="events each sink may have queued before the collector stops reading (default: %(default)s)")
+                   help="events a sink may queue before the collector stops reading (default: %(default)s)")
     p.add_argument("--batch-max-events", type=_positive_int, default=5_000,
                    help="most events one sink write takes (default: %(default)s)")
     p.add_argument("--batch-linger-s", type=_non_negative_float, default=0.05,
@@ -59,7 +59,8 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--max-message-bytes", type=_positive_int, default=64 * 1024 * 1024,
                    help="largest frame accepted; larger ones drop the connection (default: %(default)s)")
     p.add_argument("--quarantine-max-bytes", type=_positive_int, default=256 * 1024 * 1024,
-                   help="most bytes of bad frames kept in <out>/.tunebus/quarantine.msgpack (default: %(default)s)")
+                   help="bytes of bad frames kept in <out>/.tunebus/quarantine.msgpack (default: %(default)s)",
+                   )
     p.add_argument("--curve-secret-key", type=Path, default=None,
                    help="the collector's .key_secret file (tunebus keygen): require CurveZMQ")
     p.add_argument("--curve-clients", type=Path, default=None,

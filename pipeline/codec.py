@@ -60,7 +60,7 @@ class Fallback:
 
 def _fallback_json(value: Any) -> str:
     try:
-        from ray.tune.utils.util import SafeFallbackEncoder
+        from ray.tune.utils.util import SafeFallbackEncoder  # type: ignore[attr-defined]
     except ImportError:  # a producer without Ray: the plain text is what Tune would fall back to
         return json.dumps(str(value))
     try:
@@ -88,7 +88,8 @@ def _pack_default(value: Any) -> Any:
 
 
 def _packb(value: Any) -> bytes:
-    return msgpack.packb(value, default=_pack_default, strict_types=True)
+    packed: bytes = msgpack.packb(value, default=_pack_default, strict_types=True)
+    return packed
 
 
 def encode_event(
@@ -113,12 +114,13 @@ def encode_event(
 def frame_events(producer: str, base: int, encoded: list[bytes]) -> bytes:
     """``[version, producer, base, [events...]]``: many encoded events in one frame, not re-encoded.
 
-    ``base`` is the producer's lowest unacknowledged seq: everything below it
-    is written, so a collector that knows nothing of the producer starts there.
+    ``base`` is the lowest seq the producer still holds: everything below it
+    is written (or dropped), so a collector that knows less starts there.
     """
     packer = msgpack.Packer()
     head: bytes = packer.pack_array_header(4) + packer.pack(FRAME_VERSION) + packer.pack(producer)
-    return head + packer.pack(base) + packer.pack_array_header(len(encoded)) + b"".join(encoded)
+    tail: bytes = packer.pack(base) + packer.pack_array_header(len(encoded))
+    return head + tail + b"".join(encoded)
 
 
 def _unpack_ext(code: int, data: bytes) -> Any:
@@ -218,7 +220,8 @@ def decode_frame(frame: bytes) -> Frame:
             faults.append(exc)
             continue
         if event.producer != producer:
-            faults.append(SchemaError("producer-mismatch", f"event of {event.producer!r} in a frame of {producer!r}"))
+            faults.append(SchemaError("producer-mismatch",
+                                      f"event of {event.producer!r} in a frame of {producer!r}"))
             continue
         events.append(event)
     return Frame(producer, base, events, faults)
@@ -226,7 +229,8 @@ def decode_frame(frame: bytes) -> Frame:
 
 def encode_control(kind: str, *args: int | str) -> bytes:
     """A collector-to-producer message: ``["ack", seq]`` or ``["nack", expected_seq]``."""
-    return msgpack.packb([kind, *args])
+    packed: bytes = msgpack.packb([kind, *args])
+    return packed
 
 
 def decode_control(frame: bytes) -> tuple[str, list[Any]]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -23,7 +23,7 @@ __all__ = ["Collector", "CollectorStats", "CurveServer"]
 
 log = logging.getLogger(__name__)
 
-Service = Callable[["Collector"], Awaitable[None]]
+Service = Callable[["Collector"], Coroutine[Any, Any, None]]
 """A coroutine that runs beside the collector (status server, metrics, progress log) until cancelled."""
 
 FINAL_ACK_LINGER_MS = 1_000
@@ -81,8 +81,8 @@ class Collector:
         """Serve until ``stop`` is set; returns once everything received is written."""
         ctx = zmq.asyncio.Context()
         auth = start_authenticator(ctx, self.curve.clients_dir) if self.curve else None
-        sock = collector_socket(ctx, self.bind, self.max_message_bytes,
-                                self.curve.keys if self.curve else None)
+        sock = cast(zmq.asyncio.Socket, collector_socket(
+            ctx, self.bind, self.max_message_bytes, self.curve.keys if self.curve else None))
         self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         workers = [asyncio.create_task(w.run(), name=f"sink-{w.name}") for w in self.fanout.workers]
         acks = asyncio.create_task(self._ack_loop(sock), name="acks")
@@ -177,7 +177,7 @@ class Collector:
         # A ROUTER never blocks: a message for a producer that is gone is dropped,
         # and that producer resends when it comes back.
         sent = sock.send_multipart([identity, encode_control(kind, seq)], zmq.NOBLOCK)
-        sent.add_done_callback(_ignore_send_error)
+        cast("asyncio.Future[Any]", sent).add_done_callback(_ignore_send_error)
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for status and tests."""

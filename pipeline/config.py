@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pipeline.bus import DEFAULT_ADDRESS, CurveKeys
 from pipeline.collector import Collector, CurveServer
-from pipeline.ledger import Ledger
 from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
+from pipeline.ledger import Ledger
 from pipeline.quarantine import Quarantine
 from sinks import SINKS, make_sink
 from sinks.base import Sink, TrialFiles

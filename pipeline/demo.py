@@ -61,9 +61,10 @@ def run_demo(out: Path, trials: int, iterations: int) -> int:
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=60)
     best = grid.get_best_result()
-    rows = sum(len(r.metrics_dataframe) for r in grid)
-    print(f"\ntunebus demo: {len(grid)} trials, {rows} results written by the collector")
+    results = [grid[i] for i in range(len(grid))]
+    rows = sum(len(r.metrics_dataframe) for r in results if r.metrics_dataframe is not None)
+    print(f"\ntunebus demo: {len(results)} trials, {rows} results written by the collector")
     print(f"  experiment folder: {out / 'tunebus_demo'}")
-    print(f"  best trial: {best.path} (loss {best.metrics['loss']:.4f})")
+    print(f"  best trial: {best.path} (loss {(best.metrics or {}).get('loss', float('nan')):.4f})")
     print(f"  read it back: ray.tune.ExperimentAnalysis({str(out / 'tunebus_demo')!r})")
     return 0 if collector.returncode == 0 else 1

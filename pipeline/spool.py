@@ -6,6 +6,7 @@ import os
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = ["Spool", "read_spool", "write_spool"]
 
@@ -37,7 +38,7 @@ class Spool:
         self.producer = producer
         self.max_bytes = max_bytes
         self._header = _header(producer)
-        self._f = None
+        self._f: BinaryIO | None = None
         self._read_at = self._write_at = len(self._header)
         self.unread = 0
 
@@ -97,14 +98,15 @@ class Spool:
             if not self.unread:
                 self.path.unlink(missing_ok=True)
 
-    def _open(self):  # type: ignore[no-untyped-def]
+    def _open(self) -> BinaryIO:
         if self._f is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = self.path.open("w+b")
-            self._f.write(self._header)
+            f: BinaryIO = self.path.open("w+b")
+            f.write(self._header)
+            self._f = f
         return self._f
 
-    def _compact(self, f) -> None:  # type: ignore[no-untyped-def]
+    def _compact(self, f: BinaryIO) -> None:
         """Move the unread records to the front of the file, a chunk at a time."""
         src, dst = self._read_at, len(self._header)
         while src < self._write_at:
@@ -141,7 +143,7 @@ class Spool:
         return (_read_record(f) for _ in range(self.unread))
 
 
-def _read_record(f) -> Item:  # type: ignore[no-untyped-def]
+def _read_record(f: BinaryIO) -> Item:
     length, seq = RECORD.unpack(f.read(RECORD.size))
     return seq, f.read(length)
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from pipeline.demo import free_address, start_collector
+from pipeline.demo import free_address
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -34,29 +32,6 @@ def ray_session() -> Iterator[None]:
 @pytest.fixture
 def address() -> str:
     return free_address()
-
-
-CollectorFactory = Callable[..., subprocess.Popen[bytes]]
-
-
-@pytest.fixture
-def collector() -> Iterator[CollectorFactory]:
-    """Starts ``tunebus collect`` child processes; stops any still running at teardown."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(address: str, out: Path, *flags: str) -> subprocess.Popen[bytes]:
-        proc = start_collector(address, out, *flags)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -9,7 +9,14 @@ import msgpack
 import numpy as np
 import pytest
 
-from pipeline.codec import Fallback, decode_control, decode_frame, encode_control, encode_event, frame_events
+from pipeline.codec import (
+    Fallback,
+    decode_control,
+    decode_frame,
+    encode_control,
+    encode_event,
+    frame_events,
+)
 from pipeline.events import SchemaError
 
 

@@ -104,7 +104,8 @@ def test_bounds_are_checked_with_the_bad_value() -> None:
 async def test_a_failing_sink_is_retried_and_holds_back_only_its_own_mark(tmp_path: Path) -> None:
     """The failing sink retries until it succeeds; the healthy one is done meanwhile; marks follow."""
     healthy, failing = RecordingSink(), FailingSink(failures=2)
-    workers = [SinkWorker(sink, TrialFiles(tmp_path), BatchPolicy(100, 0, 1000)) for sink in (healthy, failing)]
+    policy = BatchPolicy(100, 0, 1000)
+    workers = [SinkWorker(sink, TrialFiles(tmp_path), policy) for sink in (healthy, failing)]
     fanout = Fanout(workers)
     tasks = [asyncio.create_task(w.run()) for w in workers]
     await fanout.put(_results(50))

@@ -14,7 +14,6 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
 from pipeline import BusCallback
-from tests.conftest import CollectorFactory, wait_for
 
 ITERATIONS = 6
 FAIL_AT = 3
