@@ -59,8 +59,8 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--max-message-bytes", type=_positive_int, default=64 * 1024 * 1024,
                    help="largest frame accepted; larger ones drop the connection (default: %(default)s)")
     p.add_argument("--quarantine-max-bytes", type=_positive_int, default=256 * 1024 * 1024,
-                   help="bytes of bad frames kept in <out>/.tunebus/quarantine.msgpack (default: %(default)s)",
-                   )
+                   help="bytes of bad frames kept in <out>/.tunebus/quarantine.msgpack "
+                        "(default: %(default)s)")
     p.add_argument("--curve-secret-key", type=Path, default=None,
                    help="the collector's .key_secret file (tunebus keygen): require CurveZMQ")
     p.add_argument("--curve-clients", type=Path, default=None,
