@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -15,6 +16,8 @@ from pipeline.bus import DEFAULT_ADDRESS
 __all__ = ["main"]
 
 log = logging.getLogger("tunebus")
+
+GC_GEN0_THRESHOLD = 100_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,6 +127,11 @@ async def _serve(config: object) -> None:
     from pipeline.config import build_collector
 
     collector = build_collector(config)  # type: ignore[arg-type]
+    # Decoding a frame allocates thousands of small objects: with the default
+    # thresholds the cyclic GC rescans the queued backlog constantly (a third of
+    # the decode time measured here). Queued events hold no cycles.
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -34,6 +34,9 @@ EXT_FALLBACK = 4  # [JSON text Tune's SafeFallbackEncoder writes, str(value)]
 # Numeric, bool, bytes and unicode dtypes travel; object and structured dtypes never do.
 WIRE_DTYPE_KINDS = frozenset("biufcSU")
 EVENT_FIELDS = 9
+MAX_SAFE_NAMES = 65_536
+# Name tuples already checked: most events repeat the names of the trial before them.
+_SAFE_NAMES: set[tuple[bool, bool, object, object, object]] = set()
 FRAME_VERSION = 1
 
 
@@ -179,10 +182,15 @@ def _to_event(item: Any) -> Event:
         raise SchemaError("bad-type", "seq must be a non-negative integer, ts a number")
     if not isinstance(payload, dict):
         raise SchemaError("bad-type", "payload must be a map")
-    in_trial = kind in TRIAL_KINDS
-    check_name("experiment", experiment, allow_empty=kind == "setup")
-    check_name("trial", trial, allow_empty=not in_trial)
-    check_name("trial_dir", trial_dir, allow_empty=not in_trial)
+    names = (kind in TRIAL_KINDS, kind == "setup", str(experiment), str(trial), str(trial_dir))
+    if (type(experiment), type(trial), type(trial_dir)) != (str, str, str) or names not in _SAFE_NAMES:
+        in_trial = kind in TRIAL_KINDS
+        check_name("experiment", experiment, allow_empty=kind == "setup")
+        check_name("trial", trial, allow_empty=not in_trial)
+        check_name("trial_dir", trial_dir, allow_empty=not in_trial)
+        if len(_SAFE_NAMES) >= MAX_SAFE_NAMES:
+            _SAFE_NAMES.clear()
+        _SAFE_NAMES.add(names)
     return Event(kind, producer, seq, float(ts), experiment, trial, trial_dir, payload)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from pipeline.events import KINDS, Event, Kind
@@ -47,4 +46,4 @@ class DropKeys:
         if self.keys.isdisjoint(event.payload):
             return event
         payload = {k: v for k, v in event.payload.items() if k not in self.keys}
-        return dataclasses.replace(event, payload=payload)
+        return event._replace(payload=payload)

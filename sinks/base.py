@@ -69,28 +69,39 @@ class TrialFiles:
 
 
 def deliver(sink: Sink, events: list[Event], trials: TrialFiles) -> None:
-    """Apply ``events`` to ``sink`` in order, then flush it once."""
-    i, n = 0, len(events)
-    while i < n:
-        event = events[i]
+    """Apply ``events`` to ``sink``, then flush it once.
+
+    Each trial's events keep their order; results of different trials are
+    gathered into one ``write_results`` call per trial until that trial's next
+    start or end event (trials write different files, so nothing else orders them).
+    """
+    pending: dict[tuple[str, str], list[Event]] = {}
+    for event in events:
         kind = event.kind
         if kind == RESULT:
-            j = i + 1
-            while j < n and events[j].kind == RESULT and events[j].key == event.key:
-                j += 1
-            sink.write_results(_opened(sink, trials, event, None), [e.payload for e in events[i:j]])
-            i = j
+            pending.setdefault(event.key, []).append(event)
             continue
+        if kind == EXPERIMENT_END:
+            keys = [k for k in (*pending, *trials.open) if k[0] == event.experiment]
+            for key in dict.fromkeys(keys):
+                _write_pending(sink, trials, pending.pop(key, None))
+                _close(sink, trials, key, None)
+            continue
+        _write_pending(sink, trials, pending.pop(event.key, None))
         if kind == START:
             _close(sink, trials, event.key, None)
             _opened(sink, trials, event, event)
         elif kind in ENDS:
             _close(sink, trials, event.key, event)
-        elif kind == EXPERIMENT_END:
-            for key in [k for k in trials.open if k[0] == event.experiment]:
-                _close(sink, trials, key, None)
-        i += 1
+    for results in pending.values():
+        _write_pending(sink, trials, results)
     sink.flush()
+
+
+def _write_pending(sink: Sink, trials: TrialFiles, results: list[Event] | None) -> None:
+    if results:
+        ref = _opened(sink, trials, results[0], None)
+        sink.write_results(ref, [e.payload for e in results])
 
 
 def close_all(sink: Sink, trials: TrialFiles) -> None:

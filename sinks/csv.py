@@ -9,7 +9,7 @@ from typing import IO, Any
 
 from pipeline.events import Event
 from sinks.base import TrialRef
-from sinks.tune_format import flatten, without
+from sinks.tune_format import flatten
 
 __all__ = ["CsvSink"]
 
@@ -28,11 +28,20 @@ class _TrialCsv:
         self.writer = csv.writer(self.file)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        new = [k for row in rows for k in row if k not in self.known]
-        if new:
-            self._widen(list(dict.fromkeys(new)))
         columns = self.columns
-        self.writer.writerows([[row.get(k, "") for k in columns] for row in rows])
+        cells = []
+        for row in rows:
+            if len(row) == len(columns) and list(row) == columns:  # the usual row: same keys
+                cells.append(list(row.values()))
+                continue
+            new = [k for k in row if k not in self.known]
+            if new:
+                self.writer.writerows(cells)
+                cells = []
+                self._widen(new)
+                columns = self.columns
+            cells.append([row.get(k, "") for k in columns])
+        self.writer.writerows(cells)
 
     def _widen(self, new: list[str]) -> None:
         """Add columns: a fresh file gets its header, an old one is rewritten with a wider one."""
@@ -78,7 +87,7 @@ class CsvSink:
         self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
-        self._trials[trial.key].write([flatten(without(r, SKIP)) for r in results])
+        self._trials[trial.key].write([flatten(r, skip=SKIP) for r in results])
 
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         self._trials.pop(trial.key).file.close()

@@ -17,15 +17,31 @@ _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
-def flatten(result: dict[str, Any], delimiter: str = "/") -> dict[str, Any]:
-    """``ray.tune.utils.flatten_dict``: nested keys joined by ``delimiter``, appended in its order."""
-    flat = dict(result)
-    while any(isinstance(v, dict) for v in flat.values()):
-        nested = [k for k, v in flat.items() if isinstance(v, dict)]
-        for key in nested:
-            flat.update({delimiter.join([key, str(sub)]): v for sub, v in flat[key].items()})
-        for key in nested:
-            del flat[key]
+def flatten(result: dict[str, Any], delimiter: str = "/",
+            skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``ray.tune.utils.flatten_dict`` without the top-level ``skip`` keys.
+
+    Nested keys are joined by ``delimiter`` and come after the plain ones,
+    level by level, in the order Ray's loop appends them.
+    """
+    flat: dict[str, Any] = {}
+    nested: list[tuple[str, dict[Any, Any]]] = []
+    for key, value in result.items():
+        if isinstance(value, dict):
+            if key not in skip:
+                nested.append((key, value))
+        elif key not in skip:
+            flat[key] = value
+    while nested:
+        deeper: list[tuple[str, dict[Any, Any]]] = []
+        for key, value in nested:
+            for sub, item in value.items():
+                name = delimiter.join([key, str(sub)])
+                if isinstance(item, dict):
+                    deeper.append((name, item))
+                else:
+                    flat[name] = item
+        nested = deeper
     return flat
 
 
@@ -42,16 +58,14 @@ def _float(value: float) -> Any:
 
 def _patch_nonfinite(value: Any) -> Any:
     """``value`` with every non-finite float as the NaN/Infinity tokens Python's json writes."""
+    if not _has_nonfinite(value):
+        return value
     kind = type(value)
     if kind is float:
         return _float(value)
     if kind is dict:
-        if any(_has_nonfinite(v) for v in value.values()):
-            return {k: _patch_nonfinite(v) for k, v in value.items()}
-    elif kind is list or kind is tuple:
-        if any(_has_nonfinite(v) for v in value):
-            return [_patch_nonfinite(v) for v in value]
-    return value
+        return {k: _patch_nonfinite(v) for k, v in value.items()}
+    return [_patch_nonfinite(v) for v in value]
 
 
 def _has_nonfinite(value: Any) -> bool:
@@ -59,9 +73,16 @@ def _has_nonfinite(value: Any) -> bool:
     if kind is float:
         return not math.isfinite(value)
     if kind is dict:
-        return any(_has_nonfinite(v) for v in value.values())
-    if kind is list or kind is tuple:
-        return any(_has_nonfinite(v) for v in value)
+        value = value.values()
+    elif kind is not list and kind is not tuple:
+        return False
+    for item in value:
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                return True
+        elif (kind is dict or kind is list or kind is tuple) and _has_nonfinite(item):
+            return True
     return False
 
 
