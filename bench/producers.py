@@ -19,6 +19,8 @@ __all__ = ["LoadSpec", "ProducerReport", "produce"]
 BURST = 200
 RESULT_VARIANTS = 100
 MAX_LATENCY_SAMPLES = 20_000
+PACING_SLEEP_S = 0.0005
+INFLIGHT_WAIT_S = 0.002
 RESULT = Kind.RESULT.value
 
 
@@ -118,9 +120,10 @@ class _Producer:
             if spec.total:
                 due = min(due, spec.total - self.report.submitted)
             if spec.max_inflight and self.report.submitted - self.acked - 1 >= spec.max_inflight:
-                due = 0
+                time.sleep(INFLIGHT_WAIT_S)  # acks come per sink batch: no point polling faster
+                continue
             if due <= 0:
-                time.sleep(0.0005)
+                time.sleep(PACING_SLEEP_S)
                 continue
             self.submit(due)
         self.poll_acks(warm_at, end_at)

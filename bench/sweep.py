@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
+            # Unmeasured: the first fit of a session pays for worker start-up and imports.
+            run_sweep("none", Path(tmp) / "warmup", 2, 5)
             rows = [run_sweep(kind, Path(tmp) / kind, trials, iterations) for kind in ("none", "builtin", "bus")]
     finally:
         ray.shutdown()
