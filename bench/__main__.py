@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, RESULTS_DIR
+from bench.harness import REPO, RESULTS_DIR, child_env
 
 __all__ = ["BENCHES", "available", "main", "run_one"]
 
@@ -28,7 +27,7 @@ def available() -> list[str]:
 def run_one(name: str, quick: bool, plots: bool) -> dict[str, Any]:
     """``python -m bench.<name>`` in a fresh process (its own Ray, its own collector); its JSON line."""
     flags = [*(["--quick"] if quick else []), *(["--plots"] if plots else [])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    env = child_env()
     started = time.monotonic()
     try:
         done = subprocess.run([sys.executable, "-m", f"bench.{name}", *flags], cwd=REPO, env=env,
@@ -50,7 +49,8 @@ def run_one(name: str, quick: bool, plots: bool) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds each: proves the scripts work")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes, seconds each: proves the scripts work")
     parser.add_argument("--only", action="append", choices=BENCHES, metavar="NAME",
                         help=f"run only this benchmark (repeatable): {', '.join(BENCHES)}")
     parser.add_argument("--plots", action="store_true", help="also save PNG plots in bench/results/")

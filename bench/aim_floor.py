@@ -1,4 +1,4 @@
-"""The aim library's own floor: microseconds per tracked value through ``Run.track``, one by one or as a dict."""
+"""The aim library's own floor: microseconds per value through ``Run.track``, one by one or as a dict."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from bench.workload import make_result
 __all__ = ["aim_floor", "tracked_values"]
 
 # What Tune's AimLoggerCallback leaves out of each result before tracking.
-NOT_TRACKED = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration", "epoch", "context"})
+NOT_TRACKED = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration", "epoch",
+                         "context"})
 
 
 def tracked_values(result: dict[str, Any], prefix: str = "") -> int:
@@ -31,7 +32,7 @@ def tracked_values(result: dict[str, Any], prefix: str = "") -> int:
 
 def aim_floor(steps: int) -> dict[str, Any]:
     """Time ``steps`` results' worth of values into a fresh repo, per value and per result."""
-    from aim import Run
+    from aim.sdk.run import Run
 
     values = {f"ray/tune/m{i}": 0.1 * i for i in range(tracked_values(make_result(0)))}
     repo = tempfile.mkdtemp(prefix="tunebus-aim-floor-")

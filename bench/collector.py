@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -14,7 +13,7 @@ from types import TracebackType
 
 import psutil
 
-from bench.harness import REPO
+from bench.harness import REPO, child_env
 from pipeline.demo import free_address
 
 __all__ = ["CollectorProcess", "available_sinks", "cpu_seconds"]
@@ -36,7 +35,7 @@ def cpu_seconds(proc: psutil.Process) -> float:
         times = proc.cpu_times()
     except psutil.Error:
         return 0.0
-    return times.user + times.system
+    return float(times.user + times.system)
 
 
 class CollectorProcess:
@@ -48,8 +47,7 @@ class CollectorProcess:
         self.address = free_address()
         cmd = [sys.executable, "-m", "bench.collect", "collect", "--bind", self.address,
                "--out", str(out), "--sinks", ",".join(self.sinks), "--log-level", "WARNING", *flags]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
-        self.popen = subprocess.Popen(cmd, cwd=REPO, env=env)
+        self.popen = subprocess.Popen(cmd, cwd=REPO, env=child_env())
         self.proc = psutil.Process(self.popen.pid)
         self._wait_ready()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import tempfile
@@ -12,7 +13,7 @@ from typing import Any
 
 from bench.collector import CollectorProcess, available_sinks
 from bench.harness import BenchArgs, emit, parse_args, percentiles
-from bench.trials import real_trials
+from bench.trials import builtin_loggers, real_trials
 from bench.workload import tune_result
 
 __all__ = ["callback_sets", "main", "time_results"]
@@ -24,20 +25,18 @@ TARGET_BUS_US = 10.0
 
 def callback_sets(address: str) -> dict[str, Callable[[], list[Any]]]:
     """Name to a factory of fresh callbacks, in the order they are measured."""
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
-    from ray.tune.logger.aim import AimLoggerCallback
-
     from pipeline.callback import BusCallback
 
-    return {
-        "bus": lambda: [BusCallback(address)],
-        "json": lambda: [JsonLoggerCallback()],
-        "csv": lambda: [CSVLoggerCallback()],
-        "tbx": lambda: [TBXLoggerCallback()],
-        "aim": lambda: [AimLoggerCallback()],
-        "four_builtins": lambda: [JsonLoggerCallback(), CSVLoggerCallback(), TBXLoggerCallback(),
-                                  AimLoggerCallback()],
-    }
+    tune = builtin_loggers()
+    sets: dict[str, Callable[[], list[Any]]] = {"bus": lambda: [BusCallback(address)]}
+    for name, cls in tune.items():
+        sets[name] = functools.partial(_one, cls)
+    sets["four_builtins"] = lambda: [cls() for cls in tune.values()]
+    return sets
+
+
+def _one(cls: Any) -> list[Any]:
+    return [cls()]
 
 
 def time_results(callbacks: list[Any], trials: list[Any], count: int, budget_s: float) -> list[float]:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPO", "RESULTS_DIR", "BenchArgs", "emit", "machine", "parse_args", "percentiles"]
+__all__ = ["REPO", "RESULTS_DIR", "BenchArgs", "child_env", "emit", "machine", "parse_args", "percentiles"]
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -32,6 +32,12 @@ def parse_args(name: str, argv: Sequence[str] | None = None) -> BenchArgs:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: prove the script works")
     parser.add_argument("--plots", action="store_true", help="also save PNG plots in bench/results/")
     return parser.parse_args(argv, namespace=BenchArgs())
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment with the repository first on PYTHONPATH (Ray workers import bench.*)."""
+    paths = (str(REPO), os.environ.get("PYTHONPATH"))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p))
 
 
 def machine() -> dict[str, Any]:

@@ -75,7 +75,8 @@ def event_bytes(sample: int = 2_000) -> int:
     """Python heap bytes of one decoded result event as the collector holds it in a sink queue."""
     from pipeline.codec import decode_frame, encode_event, frame_events
 
-    encoded = [encode_event("result", "p", i, time.time(), "e", "t", "d", make_result(i)) for i in range(sample)]
+    encoded = [encode_event("result", "p", i, time.time(), "e", "t", "d", make_result(i))
+               for i in range(sample)]
     frame = frame_events("p", 0, encoded)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -103,7 +104,8 @@ def backlog(root: Path, total: int, queue_events: int) -> dict[str, Any]:
     growth = {name: run.peak_rss[name] - run.first_rss.get(name, 0) for name in run.peak_rss}
     return {
         "events": total, "submitted": report["submitted"], "delivered": report["acked_final"],
-        "lost": report["lost"], "build_s": round(report["build_s"], 1), "drain_s": round(report["drain_s"], 1),
+        "lost": report["lost"], "build_s": round(report["build_s"], 1),
+        "drain_s": round(report["drain_s"], 1),
         "sender_config": SENDER_BOUNDS, "collector_max_queue_events": queue_events,
         "encoded_event_bytes": encoded, "decoded_event_bytes": per_event,
         "sender": {"first_rss_mib": _mib(run.first_rss.get("producer0", 0)),
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratio = round(slow["json_csv_delivered_per_s"] / max(1, base["json_csv_delivered_per_s"]), 2)
     driver_ratio = round(slow["driver_us"]["median"] / max(1e-9, base["driver_us"]["median"]), 2)
     return emit("isolation", args, started, {
-        "slow_sink": "JSON lines under .slow, not durable, 50 ms per trial per batch (8 trials: >= 0.4 s a batch)",
+        "slow_sink": "JSON lines under .slow, not durable, 50 ms per trial per batch "
+                     "(8 trials: >= 0.4 s a batch)",
         "collector_max_queue_events": QUEUE_EVENTS, "producers": PRODUCERS,
         "baseline": base, "with_slow_sink": slow,
         "throughput_kept": ratio, "driver_median_ratio": driver_ratio,

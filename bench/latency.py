@@ -10,7 +10,7 @@ from typing import Any
 from bench.collector import CollectorProcess
 from bench.harness import BenchArgs, emit, parse_args, percentiles
 from bench.tail import SENT_KEY, start_tail
-from bench.trials import real_trials
+from bench.trials import real_trials, trial_dir_name
 from bench.workload import tune_result
 
 __all__ = ["drive", "main"]
@@ -33,7 +33,7 @@ def drive(address: str, root: Path, out: Path, rate: int, duration_s: float) -> 
     count = int(rate * duration_s)
     results = [tune_result(i // TRIALS, trials[i % TRIALS].trial_id, trials[i % TRIALS].config,
                            trials[i % TRIALS].experiment_tag) for i in range(count)]
-    paths = [out / t.experiment_dir_name / t.storage.trial_dir_name / "result.json" for t in trials]
+    paths = [out / t.experiment_dir_name / trial_dir_name(t) / "result.json" for t in trials]
     tail = start_tail(paths, count, duration_s + 30)
     start = time.perf_counter()
     i = 0

@@ -85,7 +85,7 @@ class LoadRun:
         }
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> multiprocessing.context.ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["bench.producers"])
     return ctx

@@ -71,7 +71,8 @@ def saturation_plot(steps: list[dict[str, Any]]) -> Path:
     ax.set_xlabel("offered results/s")
     ax.set_ylabel("delivered results/s")
     lat = ax.twinx()
-    lat.plot(offered, [s["ack_latency_ms"]["p99"] for s in steps], marker="s", color="tab:red", label="p99 ms")
+    p99 = [s["ack_latency_ms"]["p99"] for s in steps]
+    lat.plot(offered, p99, marker="s", color="tab:red", label="p99 ms")
     lat.set_yscale("log")
     lat.set_ylabel("p99 latency to written (ms)")
     ax.set_title("Saturation: offered vs delivered")

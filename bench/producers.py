@@ -77,8 +77,8 @@ class _Producer:
         self.report = ProducerReport(spec.index)
 
     def submit(self, count: int) -> None:
-        sender, seq = self.sender, self.report.submitted
-        for seq in range(seq, seq + count):
+        sender, first = self.sender, self.report.submitted
+        for seq in range(first, first + count):
             if not sender.accepting():
                 sender.wait_for_room(1.0)
             data = encode_event(RESULT, self.id, seq, time.time(), *self.head,

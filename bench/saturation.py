@@ -32,6 +32,7 @@ def step(collector: CollectorProcess, root: Path, rate: int, warm_s: float, wind
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args: BenchArgs = parse_args("saturation", argv)
     started = time.monotonic()
+    rates: tuple[int, ...]
     if args.quick:
         rates, warm_s, window_s, drain_s = (5_000, 20_000, 80_000), 0.2, 0.6, 30.0
     else:

@@ -1,4 +1,4 @@
-"""A deliberately slow, non-durable sink: Tune's JSON lines under ``<out>/.slow``, 50 ms per trial per batch."""
+"""A deliberately slow, non-durable sink: JSON lines under ``<out>/.slow``, 50 ms per trial per batch."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from typing import Any
 import psutil
 
 from bench.collector import CollectorProcess, available_sinks
-from bench.harness import REPO, BenchArgs, emit, parse_args
+from bench.harness import BenchArgs, child_env, emit, parse_args
+from bench.trials import builtin_loggers
 
 __all__ = ["main", "run_sweep"]
 
@@ -19,15 +20,12 @@ TARGET_RATIO = 1.1
 
 
 def _callbacks(kind: str, address: str) -> list[Any]:
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
-    from ray.tune.logger.aim import AimLoggerCallback
-
     from pipeline.callback import BusCallback
 
     if kind == "none":
         return []
     if kind == "builtin":
-        return [JsonLoggerCallback(), CSVLoggerCallback(), TBXLoggerCallback(), AimLoggerCallback()]
+        return [cls() for cls in builtin_loggers().values()]
     return [BusCallback(address)]
 
 
@@ -49,7 +47,7 @@ def run_sweep(kind: str, storage: Path, trials: int, iterations: int) -> dict[st
         me = psutil.Process()
         cpu0, collector_cpu0 = me.cpu_times(), collector.cpu_s() if collector else 0.0
         began = time.perf_counter()
-        grid = tuner.fit()
+        grid: Any = tuner.fit()
         wall = time.perf_counter() - began
         cpu1 = me.cpu_times()
         collector_cpu = collector.cpu_s() - collector_cpu0 if collector else 0.0
@@ -69,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args: BenchArgs = parse_args("sweep", argv)
     started = time.monotonic()
     trials, iterations = (4, 10) if args.quick else (32, 300)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     import ray
@@ -79,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
             # Unmeasured: the first fit of a session pays for worker start-up and imports.
             run_sweep("none", Path(tmp) / "warmup", 2, 5)
-            rows = [run_sweep(kind, Path(tmp) / kind, trials, iterations) for kind in ("none", "builtin", "bus")]
+            rows = [run_sweep(kind, Path(tmp) / kind, trials, iterations)
+                    for kind in ("none", "builtin", "bus")]
     finally:
         ray.shutdown()
     by = {row["loggers"]: row for row in rows}
@@ -92,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "trials": trials, "iterations": iterations, "results": trials * iterations,
         "builtin_loggers": ["json", "csv", "tbx", "aim"], "bus_sinks": list(available_sinks()),
         "runs": rows, "vs_no_loggers": ratios,
-        "target": {"max_ratio": TARGET_RATIO, "met": bus["wall"] <= TARGET_RATIO and bus["driver_cpu"] <= TARGET_RATIO},
+        "target": {"max_ratio": TARGET_RATIO,
+                   "met": bus["wall"] <= TARGET_RATIO and bus["driver_cpu"] <= TARGET_RATIO},
     })
 
 

@@ -52,8 +52,8 @@ class Tail:
     def __init__(self, paths: list[Path], expected: int, timeout_s: float) -> None:
         ctx = multiprocessing.get_context("forkserver")
         self._queue: Queue[Any] = ctx.Queue()
-        self._proc = ctx.Process(target=_tail, args=([str(p) for p in paths], expected, timeout_s, self._queue),
-                                 daemon=True)
+        args = ([str(p) for p in paths], expected, timeout_s, self._queue)
+        self._proc = ctx.Process(target=_tail, args=args, daemon=True)
         self._proc.start()
         self._timeout_s = timeout_s
         self._queue.get(timeout=60)

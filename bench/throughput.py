@@ -22,7 +22,7 @@ INFLIGHT_TOTAL = 40_000
 
 def sink_sets(sinks: tuple[str, ...]) -> list[tuple[str, ...]]:
     """Each sink alone, JSON + CSV (the target's pair), and every sink together."""
-    sets = [(name,) for name in sinks]
+    sets: list[tuple[str, ...]] = [(name,) for name in sinks]
     for extra in (("json", "csv"), sinks):
         if extra not in sets and all(s in sinks for s in extra):
             sets.append(extra)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
         for chosen in sink_sets(sinks):
             rows.extend(measure(chosen, counts, warm_s, window_s, Path(tmp)))
-    best = {}
+    best: dict[str, int] = {}
     for row in rows:
         best[row["sinks"]] = max(best.get(row["sinks"], 0), row["delivered_per_s"])
     targets = [{"sinks": k, "target_per_s": v, "best_per_s": best.get(k), "met": best.get(k, 0) >= v}

@@ -9,13 +9,29 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-__all__ = ["TRAINABLE", "ensure_ray", "real_trials"]
+__all__ = ["TRAINABLE", "builtin_loggers", "ensure_ray", "real_trials", "trial_dir_name"]
 
 TRAINABLE = "tunebus_bench_noop"
 
 
 def _noop(config: dict[str, Any]) -> None:
     """Registered so Trial accepts the name; never run."""
+
+
+def builtin_loggers() -> dict[str, Any]:
+    """Tune's four logger callback classes by short name (Ray's are untyped: held as Any)."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    from ray.tune.logger.aim import AimLoggerCallback
+
+    return {"json": JsonLoggerCallback, "csv": CSVLoggerCallback, "tbx": TBXLoggerCallback,
+            "aim": AimLoggerCallback}
+
+
+def trial_dir_name(trial: Trial) -> str:
+    """The trial's directory name, as Tune (and the collector) name it."""
+    if trial.storage is None:
+        raise ValueError(f"trial {trial.trial_id} has no storage context")
+    return str(trial.storage.trial_dir_name)
 
 
 def ensure_ray() -> None:
@@ -39,9 +55,10 @@ def real_trials(storage_path: Path, experiment: str, count: int) -> list[Trial]:
     storage = StorageContext(storage_path=str(storage_path), experiment_dir_name=experiment)
     trials = []
     for i in range(count):
-        config = {"lr": 0.001 * (i + 1), "batch": 32, "arch": {"layers": 2 + i % 3}}
-        trial = Trial(TRAINABLE, config=config, storage=storage, experiment_tag=f"{i}_lr={config['lr']}",
-                      evaluated_params={"lr": config["lr"], "arch/layers": config["arch"]["layers"]})
+        lr, layers = 0.001 * (i + 1), 2 + i % 3
+        config = {"lr": lr, "batch": 32, "arch": {"layers": layers}}
+        trial: Any = Trial(TRAINABLE, config=config, storage=storage, experiment_tag=f"{i}_lr={lr}",
+                           evaluated_params={"lr": lr, "arch/layers": layers})
         trial.init_local_path()
         trials.append(trial)
     return trials
