@@ -11,7 +11,7 @@ import orjson
 
 from pipeline.codec import Fallback
 
-__all__ = ["flatten", "json_line", "params_json", "without"]
+__all__ = ["flatten", "json_line", "params_json", "scrub_hparams", "without"]
 
 _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -43,6 +43,22 @@ def flatten(result: dict[str, Any], delimiter: str = "/",
                     flat[name] = item
         nested = deeper
     return flat
+
+
+HPARAM_TYPES = (str, bool, int, float, list, type(None))
+NP_HPARAM_TYPES = (np.bool_, np.float32, np.float64, np.int32, np.int64)
+
+
+def scrub_hparams(params: dict[str, Any]) -> dict[str, Any]:
+    """Evaluated params as Tune's TBX and Aim loggers keep them for hparams.
+
+    Flattened with ``/``; plain values kept, the numpy scalars Tune accepts turned
+    into Python values, everything else (tuples, objects) dropped.
+    """
+    flat = flatten(params)
+    kept = {k: v for k, v in flat.items() if isinstance(v, HPARAM_TYPES)}
+    kept.update({k: v.tolist() for k, v in flat.items() if isinstance(v, NP_HPARAM_TYPES)})
+    return kept
 
 
 def without(result: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:

@@ -1,0 +1,146 @@
+"""Aim sink: one ``aim.Run`` per trial, tracked as Tune's AimLoggerCallback tracks it, a dict per result."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from aim import Run
+
+from pipeline.events import Event
+from sinks.base import TrialRef
+from sinks.tune_format import flatten, scrub_hparams
+
+__all__ = ["AimSink"]
+
+log = logging.getLogger(__name__)
+
+SKIP = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration", "context", "epoch"})
+SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
+PREFIX = "ray/tune/"
+# The collector's own CPU and terminal are not the trial's: never track them into its run.
+RUN_OPTIONS: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
+
+
+class AimSink:
+    """Finite scalars as ``ray/tune/<key>`` with Tune's step, epoch and context; params at start.
+
+    Args:
+        out: the collector's ``--out``; the default repo is ``<out>/<experiment>``, as Tune's.
+        repo: one Aim repo for every experiment instead.
+        metrics: track only these flattened keys (without ``ray/tune/``); empty: all.
+        durable: make the collector wait for this sink before acknowledging events.
+        runs_file: where the run hash of each trial is remembered, so a trial that starts
+            again (restarted by Tune, or after a collector restart) reuses its run.
+    """
+
+    name = "aim"
+    appends: tuple[str, ...] = ()
+
+    def __init__(self, out: Path, repo: Path | str | None = None, metrics: Sequence[str] = (),
+                 durable: bool = False, runs_file: Path | None = None) -> None:
+        if isinstance(metrics, str) or not all(isinstance(m, str) and m for m in metrics):
+            raise ValueError(f"metrics must be a sequence of non-empty names, got {metrics!r}")
+        self.out = out
+        self.repo = Path(repo).expanduser() if repo else None
+        self.metrics = frozenset(metrics)
+        self.durable = durable
+        self.runs_file = runs_file
+        self._hashes: dict[str, str] = _load(runs_file)
+        self._runs: dict[tuple[str, str], Run] = {}
+        self._warned: set[str] = set()
+        self._with_ip: set[tuple[str, str]] = set()
+
+    def open_trial(self, trial: TrialRef, start: Event | None) -> None:
+        repo = str(self.repo or self.out / trial.experiment)
+        key = "\x00".join((repo, trial.experiment, trial.trial_id))
+        known = self._hashes.get(key)
+        # The collector is the only writer of these runs: a lock left by a killed collector is stale.
+        run = Run(known, repo=repo, experiment=trial.experiment, force_resume=known is not None,
+                  **RUN_OPTIONS)
+        if known is None:
+            self._remember(key, run.hash)
+        payload = start.payload if start is not None else {}
+        run["trial_id"] = trial.trial_id
+        if known is None or start is not None:
+            run["trial_log_dir"] = str(payload.get("path") or trial.dir)
+        params = payload.get("evaluated_params")
+        if params and isinstance(params, dict):
+            run["hparams"] = scrub_hparams(params)
+        self._runs[trial.key] = run
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        run = self._runs[trial.key]
+        if trial.key not in self._with_ip and results:
+            self._note_ip(trial, run, results[0])
+        for result in results:
+            try:
+                step = int(result.get("timesteps_total") or result["training_iteration"])
+                values = self._values(result)
+                if values:
+                    run.track(values, step=step, epoch=result.get("epoch"), context=result.get("context"))
+            except Exception as exc:  # noqa: BLE001 - a value Aim refuses loses that result, not the sink
+                self._warn(type(exc).__name__, "aim refused a result of %s (%s); left out",
+                           trial.trial_id, exc)
+
+    def close_trial(self, trial: TrialRef, end: Event | None) -> None:
+        self._with_ip.discard(trial.key)
+        self._runs.pop(trial.key).close()
+
+    def flush(self) -> None:
+        """Nothing to do: Aim writes each tracked result through to its store."""
+
+    def close(self) -> None:
+        for run in self._runs.values():
+            run.close()
+        self._runs.clear()
+        self._with_ip.clear()
+
+    def _values(self, result: dict[str, Any]) -> dict[str, Any]:
+        """The finite scalars Tune would track, by their ``ray/tune/`` names."""
+        values = {}
+        for key, value in flatten(result, skip=SKIP).items():
+            if self.metrics and key not in self.metrics:
+                continue
+            if isinstance(value, SCALAR_TYPES) and _finite(value):
+                values[PREFIX + key] = value
+        return values
+
+    def _note_ip(self, trial: TrialRef, run: Run, result: dict[str, Any]) -> None:
+        """``trial_ip`` as Tune sets it: the node the trial's actor runs on (the result's ``node_ip``)."""
+        ip = result.get("node_ip")
+        if ip and isinstance(ip, str):
+            run["trial_ip"] = ip
+            self._with_ip.add(trial.key)
+
+    def _remember(self, key: str, run_hash: str) -> None:
+        self._hashes[key] = run_hash
+        if self.runs_file is not None:
+            tmp = self.runs_file.with_name(self.runs_file.name + ".tmp")
+            tmp.write_bytes(orjson.dumps(self._hashes))
+            os.replace(tmp, self.runs_file)
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning(message, *args)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past a float's range: Aim cannot store it either
+        return False
+
+
+def _load(runs_file: Path | None) -> dict[str, str]:
+    if runs_file is None or not runs_file.exists():
+        return {}
+    state = orjson.loads(runs_file.read_bytes())
+    return {str(k): str(v) for k, v in state.items()}

@@ -1,0 +1,219 @@
+"""TensorBoard sink: the event files Tune's TBXLoggerCallback writes, one Event per result, batched."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import crc32c
+import numpy as np
+from tensorboardX import summary as tbx
+from tensorboardX.proto.event_pb2 import Event as TbEvent
+from tensorboardX.proto.summary_pb2 import Summary
+
+from pipeline.events import Event
+from sinks.base import TrialRef
+from sinks.tune_format import flatten, scrub_hparams
+
+__all__ = ["EventFile", "TensorBoardSink", "record"]
+
+log = logging.getLogger(__name__)
+
+SKIP = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration"})
+SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
+PREFIX = "ray/tune/"
+FILE_VERSION = "brain.Event:2"
+VIDEO_FPS = 20
+MAX_NAME_TRIES = 1_000
+
+
+def _default_bins() -> list[float]:
+    """tensorboardX ``SummaryWriter.default_bins``: what ``add_histogram`` uses."""
+    buckets, v = [], 1e-12
+    while v < 1e20:
+        buckets.append(v)
+        v *= 1.1
+    return [-b for b in reversed(buckets)] + [0] + buckets
+
+
+DEFAULT_BINS = _default_bins()
+
+
+def _masked_crc(data: bytes) -> int:
+    x = crc32c.crc32c(data)
+    return (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def record(data: bytes) -> bytes:
+    """One TFRecord: length, its masked CRC32C, the data, its masked CRC32C."""
+    head = struct.pack("<Q", len(data))
+    return b"".join((head, struct.pack("<I", _masked_crc(head)), data,
+                     struct.pack("<I", _masked_crc(data))))
+
+
+def _create(directory: Path) -> tuple[Path, IO[bytes]]:
+    """A new ``events.out.tfevents.<time>.<host>`` file, as tensorboardX names them (never reused)."""
+    base = f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}"
+    for n in range(MAX_NAME_TRIES):
+        path = directory / (base if n == 0 else f"{base}.{n}")
+        try:
+            return path, path.open("xb")
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{MAX_NAME_TRIES} event files named {base}* already in {directory}")
+
+
+class EventFile:
+    """One event file: starts with the file_version event; records wait in memory until ``flush``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path, self._file = _create(directory)
+        self._pending: list[bytes] = []
+        self.add(TbEvent(wall_time=time.time(), file_version=FILE_VERSION))
+
+    def add(self, event: TbEvent) -> None:
+        self._pending.append(record(event.SerializeToString()))
+
+    def flush(self) -> None:
+        if self._pending:
+            self._file.write(b"".join(self._pending))
+            self._pending.clear()
+            self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+class _TrialLog:
+    """A trial's open event file, its evaluated params and its last valid result (for hparams)."""
+
+    def __init__(self, directory: Path, params: Any) -> None:
+        self.file = EventFile(directory)
+        self.params = params
+        self.last_valid: dict[str, Any] = {}
+
+
+class TensorBoardSink:
+    """Scalars, images, videos and histograms per result; hparams plugin data at trial end."""
+
+    name = "tensorboard"
+    durable = True
+    appends = ("events.out.tfevents.*",)
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._trials: dict[tuple[str, str], _TrialLog] = {}
+        self._tags: dict[str, str] = {}
+        self._warned: set[str] = set()
+
+    def open_trial(self, trial: TrialRef, start: Event | None) -> None:
+        trial.dir.mkdir(parents=True, exist_ok=True)
+        params = start.payload.get("evaluated_params") if start is not None else None
+        self._trials[trial.key] = _TrialLog(trial.dir, params)
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        log_ = self._trials[trial.key]
+        for result in results:
+            event = self._event(result, log_)
+            if event is not None:
+                log_.file.add(event)
+
+    def close_trial(self, trial: TrialRef, end: Event | None) -> None:
+        log_ = self._trials.pop(trial.key)
+        try:
+            if end is not None and log_.last_valid:
+                self._hparams(log_, end.payload.get("evaluated_params") or log_.params)
+        finally:
+            log_.file.close()
+
+    def flush(self) -> None:
+        for log_ in self._trials.values():
+            log_.file.flush()
+
+    def close(self) -> None:
+        for log_ in self._trials.values():
+            log_.file.close()
+        self._trials.clear()
+
+    def _event(self, result: dict[str, Any], log_: _TrialLog) -> TbEvent | None:
+        """One Event with every value Tune would write for ``result``; None when there is none."""
+        try:
+            step = int(result.get("timesteps_total") or result.get("training_iteration") or 0)
+        except (TypeError, ValueError, OverflowError):
+            self._warn("step", "a result with a step that is not a number was left out: %r",
+                       result.get("timesteps_total") or result.get("training_iteration"))
+            return None
+        values: list[Summary.Value] = []
+        valid: dict[str, Any] = {}
+        for key, value in flatten(result, skip=SKIP).items():
+            attr = PREFIX + key
+            if isinstance(value, SCALAR_TYPES):
+                number = self._number(attr, value)
+                if number is not None:
+                    valid[attr] = value
+                    values.append(Summary.Value(tag=self._tag(attr), simple_value=number))
+            elif (isinstance(value, list) and value) or (isinstance(value, np.ndarray) and value.size):
+                valid[attr] = value
+                values.extend(self._array(attr, value))
+        log_.last_valid = valid
+        if not values:
+            return None
+        return TbEvent(wall_time=time.time(), step=step, summary=Summary(value=values))
+
+    def _number(self, attr: str, value: Any) -> float | None:
+        """``float(value)`` unless it is NaN (Tune leaves those out) or past a float's range."""
+        if value != value:
+            return None
+        try:
+            return float(value)
+        except OverflowError:
+            self._warn("overflow", "%s=%r does not fit a float; left out", attr, value)
+            return None
+
+    def _tag(self, attr: str) -> str:
+        """The tag tensorboardX's ``scalar`` would write for ``attr`` (cleaned once, then cached)."""
+        tag = self._tags.get(attr)
+        if tag is None:
+            tag = self._tags[attr] = tbx.scalar(attr, 0.0).value[0].tag
+        return tag
+
+    def _array(self, attr: str, value: Any) -> list[Summary.Value]:
+        """An image (3-d), images (4-d), a video (5-d) or a histogram, by tensorboardX's helpers."""
+        try:
+            ndim = value.ndim if isinstance(value, np.ndarray) else 0
+            if ndim == 3:
+                summary = tbx.image(attr, value, dataformats="CHW")
+            elif ndim == 4:
+                summary = tbx.image(attr, value, dataformats="NCHW")
+            elif ndim == 5:
+                summary = tbx.video(attr, value, fps=VIDEO_FPS)
+            else:
+                summary = tbx.histogram(attr, value, DEFAULT_BINS)
+        except Exception as exc:  # noqa: BLE001 - tensorboardX rejects odd values; Tune warns and goes on
+            self._warn("array", "cannot write %s to TensorBoard (%s); left out", attr, exc)
+            return []
+        return list(summary.value)
+
+    def _hparams(self, log_: _TrialLog, params: Any) -> None:
+        """The hparams plugin's experiment, session start and session end summaries, as Tune writes them."""
+        if not params or not isinstance(params, dict):
+            return
+        metrics = {k: v for k, v in log_.last_valid.items() if isinstance(v, SCALAR_TYPES)}
+        try:
+            summaries = tbx.hparams(hparam_dict=scrub_hparams(params), metric_dict=metrics)
+        except Exception as exc:  # noqa: BLE001 - as Tune: an unsupported hparam type is logged, not fatal
+            self._warn("hparams", "tensorboardX could not write hparams (%s)", exc)
+            return
+        for summary in summaries:
+            log_.file.add(TbEvent(wall_time=time.time(), summary=summary))
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning(message, *args)
