@@ -45,14 +45,29 @@ def _sink_list(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def _name_list(text: str) -> tuple[str, ...]:
+    names = _sink_list(text)
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
 def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("collect", help="run the collector daemon",
                        description="Receive Tune events from BusCallback and write them with the sinks.")
     p.add_argument("--bind", default=DEFAULT_ADDRESS, help="ZeroMQ address to bind (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("~/ray_results"),
                    help="root for experiment folders; use Tune's storage_path (default: %(default)s)")
-    p.add_argument("--sinks", type=_sink_list, default=("json", "csv"),
-                   help="comma-separated sinks to write (default: json,csv)")
+    p.add_argument("--sinks", type=_sink_list, default=("json", "csv", "tensorboard"),
+                   help="comma-separated sinks to write: json, csv, tensorboard, aim "
+                        "(default: json,csv,tensorboard)")
+    p.add_argument("--aim-repo", type=Path, default=None,
+                   help="one Aim repo for every experiment (default: each experiment's folder, as Tune)")
+    p.add_argument("--aim-metrics", type=_name_list, default=(),
+                   help="comma-separated result keys (flattened, no ray/tune/ prefix) to track in Aim "
+                        "(default: every finite scalar)")
+    p.add_argument("--aim-durable", action="store_true",
+                   help="acknowledge events only once Aim has written them too (default: Aim may lag)")
     p.add_argument("--max-queue-events", type=_positive_int, default=200_000,
                    help="events a sink may queue before the collector stops reading (default: %(default)s)")
     p.add_argument("--batch-max-events", type=_positive_int, default=5_000,
@@ -150,6 +165,7 @@ def _collect(args: argparse.Namespace) -> int:
             batch_linger_s=args.batch_linger_s, max_message_bytes=args.max_message_bytes,
             quarantine_max_bytes=args.quarantine_max_bytes,
             curve_secret_key=args.curve_secret_key, curve_clients=args.curve_clients,
+            aim_repo=args.aim_repo, aim_metrics=args.aim_metrics, aim_durable=args.aim_durable,
         )
     except ValueError as exc:
         print(f"tunebus collect: error: {exc}", file=sys.stderr)

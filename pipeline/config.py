@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from sinks.base import Sink, TrialFiles
 __all__ = ["CollectorConfig", "build_collector"]
 
 STATE_DIR = ".tunebus"
-DEFAULT_SINKS = ("json", "csv")
+DEFAULT_SINKS = ("json", "csv", "tensorboard")
+AIM_RUNS_FILE = "aim-runs.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,12 @@ class CollectorConfig:
     quarantine_max_bytes: int = 256 * 1024 * 1024
     curve_secret_key: Path | None = None
     curve_clients: Path | None = None
+    aim_repo: Path | None = None
+    """One Aim repo for every experiment; None: ``<out>/<experiment>``, as Tune's callback."""
+    aim_metrics: tuple[str, ...] = ()
+    """Track only these flattened result keys in Aim; empty: every finite scalar."""
+    aim_durable: bool = False
+    """Acknowledge events only once Aim has them too (Aim then paces the producers)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out).expanduser())
@@ -52,6 +60,34 @@ class CollectorConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         self.batch_policy()
+        self._check_aim()
+
+    def _check_aim(self) -> None:
+        if self.aim_repo is not None:
+            object.__setattr__(self, "aim_repo", Path(self.aim_repo).expanduser())
+        object.__setattr__(self, "aim_metrics", tuple(self.aim_metrics))
+        asked = {"aim_repo": self.aim_repo is not None, "aim_metrics": bool(self.aim_metrics),
+                 "aim_durable": self.aim_durable}
+        if "aim" not in self.sinks:
+            for name, given in asked.items():
+                if given:
+                    raise ValueError(f"{name}={getattr(self, name)!r} needs aim in sinks, "
+                                     f"got {','.join(self.sinks)}")
+            return
+        if importlib.util.find_spec("aim") is None:
+            raise ValueError("the aim sink needs the aim package: pip install 'tunebus[aim]'")
+        for metric in self.aim_metrics:
+            if not isinstance(metric, str) or not metric.strip():
+                raise ValueError(f"aim_metrics names must be non-empty, got {metric!r}")
+        if self.aim_repo is not None and self.aim_repo.exists() and not self.aim_repo.is_dir():
+            raise ValueError(f"aim_repo must be a directory, got the file {str(self.aim_repo)!r}")
+
+    def sink_options(self, name: str) -> dict[str, object]:
+        """The keyword arguments ``make_sink`` passes to the sink called ``name``."""
+        if name != "aim":
+            return {}
+        return {"repo": self.aim_repo, "metrics": self.aim_metrics, "durable": self.aim_durable,
+                "runs_file": self.out / STATE_DIR / AIM_RUNS_FILE}
 
     def batch_policy(self) -> BatchPolicy:
         return BatchPolicy(self.batch_max_events, self.batch_linger_s, self.max_queue_events)
@@ -64,7 +100,7 @@ def build_collector(config: CollectorConfig) -> Collector:
     """The whole collector: sinks, their queues and workers, quarantine, socket loop."""
     (config.out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     workers = [
-        _worker(make_sink(name, config.out), config) for name in config.sinks
+        _worker(make_sink(name, config.out, **config.sink_options(name)), config) for name in config.sinks
     ]
     quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
     curve = None

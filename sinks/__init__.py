@@ -13,6 +13,8 @@ __all__ = ["SINKS", "Sink", "TrialRef", "make_sink"]
 SINKS = {
     "json": "sinks.json:JsonSink",
     "csv": "sinks.csv:CsvSink",
+    "tensorboard": "sinks.tensorboard:TensorBoardSink",
+    "aim": "sinks.aim:AimSink",
 }
 
 
