@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aim import Run
+from aim.sdk.run import Run
 
 from pipeline.events import Event
 from sinks.base import TrialRef
@@ -53,7 +53,7 @@ class AimSink:
         self.durable = durable
         self.runs_file = runs_file
         self._hashes: dict[str, str] = _load(runs_file)
-        self._runs: dict[tuple[str, str], Run] = {}
+        self._runs: dict[tuple[str, str], Any] = {}  # aim.Run objects; aim is untyped
         self._warned: set[str] = set()
         self._with_ip: set[tuple[str, str]] = set()
 
@@ -112,7 +112,7 @@ class AimSink:
                 values[PREFIX + key] = value
         return values
 
-    def _note_ip(self, trial: TrialRef, run: Run, result: dict[str, Any]) -> None:
+    def _note_ip(self, trial: TrialRef, run: Any, result: dict[str, Any]) -> None:
         """``trial_ip`` as Tune sets it: the node the trial's actor runs on (the result's ``node_ip``)."""
         ip = result.get("node_ip")
         if ip and isinstance(ip, str):
