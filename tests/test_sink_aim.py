@@ -1,0 +1,129 @@
+"""Aim sink: one run per trial, with what Tune's AimLoggerCallback writes, read back with aim.Repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.events import Event
+from sinks import make_sink
+from sinks.aim import AimSink
+from sinks.base import TrialFiles, close_all, deliver
+from tests.sink_sweeps import Sweeps, read_aim, run_sweeps
+
+VOLATILE = {"ray/tune/time_this_iter_s", "ray/tune/time_since_restore"}
+CONTEXT = '{"subset": "train"}'
+
+
+def _event(kind: str, seq: int, payload: dict[str, Any], trial: str = "t1") -> Event:
+    return Event(kind, "p", seq, 0.0, "exp", trial, f"dir_{trial}", payload)
+
+
+def _result(i: int, **extra: Any) -> dict[str, Any]:
+    return {"loss": 1.0 / i, "training_iteration": i, "nested": {"a": i}, "time_total_s": 1.0,
+            "timestamp": 5, "pid": 9, "config": {"lr": 0.1}, **extra}
+
+
+def _write(sink: AimSink, events: list[Event]) -> None:
+    trials = TrialFiles(sink.out)
+    deliver(sink, events, trials)
+    close_all(sink, trials)
+
+
+def test_one_run_per_trial_with_tunes_params_and_finite_scalars(tmp_path: Path) -> None:
+    """trial_id, trial_log_dir and scrubbed hparams as params; finite scalars with step, epoch, context."""
+    params = {"lr": np.float64(0.5), "arch": {"act": "relu"}, "shape": (1, 2)}
+    start = _event("trial_start", 0, {"evaluated_params": params, "path": "/storage/exp/dir_t1"})
+    results = [_event("result", i, _result(i, epoch=7, context={"subset": "train"}, nan=float("nan"),
+                                           inf=float("inf"), flag=True, text="x"))
+               for i in (1, 2)]
+    _write(AimSink(tmp_path), [start, *results, _event("trial_complete", 3, {})])
+    [run] = read_aim(tmp_path / "exp")
+    assert run["experiment"] == "exp"
+    assert run["params"] == {"trial_id": "t1", "trial_log_dir": "/storage/exp/dir_t1",
+                             "hparams": {"lr": 0.5, "arch/act": "relu"}}
+    assert sorted(run["metrics"]) == [f"ray/tune/{k}|{CONTEXT}" for k in ("flag", "loss", "nested/a")]
+    loss = run["metrics"][f"ray/tune/loss|{CONTEXT}"]
+    assert loss == {"steps": [1, 2], "values": [1.0, 0.5], "epochs": [7, 7]}
+
+
+def test_the_metrics_allow_list_tracks_only_the_named_keys(tmp_path: Path) -> None:
+    """With metrics given, only those flattened keys are tracked; steps follow timesteps_total."""
+    sink = AimSink(tmp_path, repo=tmp_path / "repo", metrics=("nested/a",))
+    _write(sink, [_event("trial_start", 0, {}), _event("result", 1, _result(1, timesteps_total=32))])
+    [run] = read_aim(tmp_path / "repo")
+    assert list(run["metrics"]) == ["ray/tune/nested/a|{}"]
+    assert run["metrics"]["ray/tune/nested/a|{}"]["steps"] == [32]
+    assert run["params"]["trial_log_dir"] == str(tmp_path / "exp" / "dir_t1")
+
+
+def test_a_restarted_trial_reuses_its_run_across_collector_restarts(tmp_path: Path) -> None:
+    """A second start, in the same sink or a new one over the same runs file, tracks into the same run."""
+    runs_file = tmp_path / "aim-runs.json"
+    _write(AimSink(tmp_path, runs_file=runs_file),
+           [_event("trial_start", 0, {}), _event("result", 1, _result(1)),
+            _event("trial_start", 2, {}), _event("result", 3, _result(2))])
+    _write(AimSink(tmp_path, runs_file=runs_file),
+           [_event("trial_start", 4, {}), _event("result", 5, _result(3))])
+    [run] = read_aim(tmp_path / "exp")
+    assert run["metrics"]["ray/tune/loss|{}"]["steps"] == [1, 2, 3]
+
+
+def test_a_result_aim_refuses_is_left_out_and_the_sink_goes_on(tmp_path: Path) -> None:
+    """A context Aim cannot take loses that result only; the sink never raises."""
+    _write(AimSink(tmp_path), [_event("trial_start", 0, {}), _event("result", 1, _result(1, context=3)),
+                               _event("result", 2, {"loss": 1.0}), _event("result", 3, _result(3))])
+    [run] = read_aim(tmp_path / "exp")
+    assert run["metrics"]["ray/tune/loss|{}"]["steps"] == [3]
+
+
+def test_make_sink_builds_it_by_name_lagging_unless_made_durable(tmp_path: Path) -> None:
+    """'aim' is not durable by default; durable=True makes the collector wait for it."""
+    assert not make_sink("aim", tmp_path).durable
+    assert make_sink("aim", tmp_path, durable=True).durable
+    with pytest.raises(ValueError, match="''"):
+        AimSink(tmp_path, metrics=("",))
+
+
+@pytest.fixture(scope="module")
+def sweeps(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Sweeps:
+    base = tmp_path_factory.getbasetemp() / "sink_sweeps"
+    base.mkdir(exist_ok=True)
+    return run_sweeps(base)
+
+
+def _tune_metrics(run: dict[str, Any]) -> dict[str, Any]:
+    """Tune's runs also hold Aim's system metrics of the driver: not the trial's, left out."""
+    return {k: v for k, v in run["metrics"].items() if not k.startswith("__system__")}
+
+
+def test_sweep_runs_and_params_match_tunes(sweeps: Sweeps) -> None:
+    """One run per trial, the same experiment name, hparams and trial id suffixes; log dirs are ours."""
+    ours, theirs = read_aim(sweeps.bus_aim), read_aim(sweeps.tune_aim)
+    assert len(ours) == len(theirs) == 2
+    for o, t in zip(ours, theirs):
+        assert o["experiment"] == t["experiment"] == "exp"
+        assert o["params"]["hparams"] == t["params"]["hparams"] == {
+            "lr": o["params"]["hparams"]["lr"], "arch/act": "relu"}
+        assert o["params"]["trial_id"][-5:] == t["params"]["trial_id"][-5:]
+        assert Path(o["params"]["trial_log_dir"]).parent == sweeps.bus_exp
+        assert sorted(o["params"]) == sorted(t["params"])
+        assert o["params"].get("trial_ip") == t["params"].get("trial_ip")
+
+
+def test_sweep_metrics_match_tunes_names_steps_values_epochs(sweeps: Sweeps) -> None:
+    """Same metric names and contexts, steps, values and epochs as AimLoggerCallback (timings aside)."""
+    ours, theirs = read_aim(sweeps.bus_aim), read_aim(sweeps.tune_aim)
+    assert [len(o["metrics"][f"ray/tune/loss|{CONTEXT}"]["steps"]) for o in ours] == [4, 3]
+    for o, t in zip(ours, theirs):
+        want = _tune_metrics(t)
+        assert sorted(o["metrics"]) == sorted(want)
+        assert f"ray/tune/inf|{CONTEXT}" not in want
+        for name, series in want.items():
+            got = o["metrics"][name]
+            assert (got["steps"], got["epochs"]) == (series["steps"], series["epochs"]), name
+            if name.split("|")[0] not in VOLATILE:
+                assert got["values"] == series["values"], name
