@@ -1,0 +1,98 @@
+"""A slow Aim sink lags on its own queue; the JSON and CSV sinks and the acknowledgements go on."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import threading
+from pathlib import Path
+from typing import Any
+
+from pipeline.events import Event
+from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
+from sinks.aim import AimSink
+from sinks.base import Sink, TrialFiles, TrialRef
+from sinks.csv import CsvSink
+from sinks.json import JsonSink
+from tests.sink_sweeps import read_aim
+
+RESULTS = 600
+TIMEOUT_S = 60.0
+
+
+class GatedSink:
+    """Forwards to ``to``, but each write waits until ``gate`` opens: a deliberately slow sink."""
+
+    def __init__(self, to: Sink, gate: threading.Event) -> None:
+        self.to, self.gate = to, gate
+        self.name, self.durable = to.name, to.durable
+
+    def open_trial(self, trial: TrialRef, start: Event | None) -> None:
+        self.to.open_trial(trial, start)
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        if not self.gate.wait(TIMEOUT_S):
+            raise TimeoutError("the test never opened the gate")
+        self.to.write_results(trial, results)
+
+    def close_trial(self, trial: TrialRef, end: Event | None) -> None:
+        self.to.close_trial(trial, end)
+
+    def flush(self) -> None:
+        self.to.flush()
+
+    def close(self) -> None:
+        self.to.close()
+
+
+def _events() -> list[Event]:
+    start = Event("trial_start", "p", 0, 0.0, "exp", "t1", "dir_t1", {"config": {"lr": 0.1}})
+    results = [Event("result", "p", i, 0.0, "exp", "t1", "dir_t1",
+                     {"loss": 1.0 / i, "acc": i / RESULTS, "training_iteration": i})
+               for i in range(1, RESULTS + 1)]
+    return [start, *results]
+
+
+async def _until(done: asyncio.Event, what: str) -> None:
+    try:
+        await asyncio.wait_for(done.wait(), TIMEOUT_S)
+    except TimeoutError as exc:
+        raise AssertionError(f"timed out waiting for {what}") from exc
+
+
+async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(tmp_path: Path) -> None:
+    """While Aim cannot write, JSON and CSV write every result and acks go on; then Aim catches up."""
+    gate = threading.Event()
+    policy = BatchPolicy(max_events=100, linger_s=0.0, max_queue_events=10_000)
+    fast_done, slow_done = asyncio.Event(), asyncio.Event()
+    gated = GatedSink(AimSink(tmp_path), gate)
+    workers = [SinkWorker(JsonSink(tmp_path), TrialFiles(tmp_path), policy),
+               SinkWorker(CsvSink(tmp_path), TrialFiles(tmp_path), policy),
+               SinkWorker(gated, TrialFiles(tmp_path), policy, durable=False)]
+    fanout = Fanout(workers)
+
+    def progress() -> None:
+        if all(w.marks.get("p") == RESULTS for w in workers[:2]):
+            fast_done.set()
+        if workers[2].marks.get("p") == RESULTS:
+            slow_done.set()
+
+    for worker in workers:
+        worker.on_progress = progress
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        await fanout.put(_events())
+        await _until(fast_done, "the JSON and CSV sinks")
+
+        assert fanout.mark("p") == RESULTS and "p" not in workers[2].marks
+        assert len(workers[2].queue) >= RESULTS + 1 - policy.max_events  # Aim's backlog, in its queue
+        lines = (tmp_path / "exp" / "dir_t1" / "result.json").read_text().splitlines()
+        with (tmp_path / "exp" / "dir_t1" / "progress.csv").open(newline="") as f:
+            assert len(lines) == len(list(csv.DictReader(f))) == RESULTS
+    finally:
+        gate.set()
+    await _until(slow_done, "the Aim sink to catch up")
+    await fanout.drain()
+    await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT_S)
+    [run] = read_aim(tmp_path / "exp")
+    assert run["metrics"]["ray/tune/loss|{}"]["steps"] == list(range(1, RESULTS + 1))
