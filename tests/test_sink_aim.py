@@ -127,3 +127,18 @@ def test_sweep_metrics_match_tunes_names_steps_values_epochs(sweeps: Sweeps) -> 
             assert (got["steps"], got["epochs"]) == (series["steps"], series["epochs"]), name
             if name.split("|")[0] not in VOLATILE:
                 assert got["values"] == series["values"], name
+
+
+def test_collector_config_checks_and_passes_the_aim_options(tmp_path: Path) -> None:
+    """Aim options need aim in sinks, metric names must be non-empty; valid ones reach the sink."""
+    from pipeline.config import CollectorConfig
+
+    with pytest.raises(ValueError, match="needs aim in sinks"):
+        CollectorConfig(out=tmp_path, aim_durable=True)
+    with pytest.raises(ValueError, match="' '"):
+        CollectorConfig(out=tmp_path, sinks=("json", "aim"), aim_metrics=("loss", " "))
+    config = CollectorConfig(out=tmp_path, sinks=("aim",), aim_repo=tmp_path / "r",
+                             aim_metrics=("loss",), aim_durable=True)
+    sink = make_sink("aim", tmp_path, **config.sink_options("aim"))
+    assert isinstance(sink, AimSink) and sink.durable and sink.metrics == {"loss"}
+    assert sink.repo == tmp_path / "r" and config.sink_options("json") == {}
