@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ class CollectorStats:
     duplicates: int = 0
     gaps: int = 0
     per_producer: collections.Counter[str] = field(default_factory=collections.Counter)
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Events a producer gave up (its full policy): its frame's base skipped past them."""
 
 
 class Collector:
@@ -67,6 +70,7 @@ class Collector:
         self.services = list(services)
         self.curve = curve
         self.stats = CollectorStats()
+        self.started = time.monotonic()
         self.address = ""
         self.ready = asyncio.Event()
         # Restarted over an old --out: continue every producer after what is written.
@@ -142,7 +146,10 @@ class Collector:
             return []
         producer = frame.producer
         # Everything below the producer's base is already written: never expect less.
-        expected = max(self._expected.get(producer, frame.base), frame.base)
+        known = self._expected.get(producer, frame.base)
+        if frame.base > known:
+            self.stats.dropped[producer] += frame.base - known
+        expected = max(known, frame.base)
         accepted: list[Event] = []
         for event in frame.events:
             if event.seq < expected:
@@ -190,8 +197,17 @@ class Collector:
             "faults": dict(self.quarantine.faults),
             "queue_depth": self.fanout.depth(),
             "sinks": {w.name: {"events": w.stats.events, "batches": w.stats.batches,
-                               "errors": w.stats.errors, "queued": len(w.queue)}
+                               "errors": w.stats.errors, "queued": len(w.queue),
+                               "lag": self.stats.events - w.stats.events, "busy_s": w.stats.busy_s,
+                               "durable": w.durable, "last_error": w.stats.last_error,
+                               "bytes": getattr(w.sink, "bytes_written", None)}
                       for w in self.fanout.workers},
+            "uptime_s": time.monotonic() - self.started,
+            "dropped": sum(self.stats.dropped.values()),
+            "producers": {p: {"events": n, "last_seq": self._expected[p] - 1,
+                              "acked": self._acked.get(p, -1), "dropped": self.stats.dropped[p],
+                              "lag": self._expected[p] - 1 - self._acked.get(p, -1)}
+                          for p, n in self.stats.per_producer.items() if p in self._expected},
         }
 
 
