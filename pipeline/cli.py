@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from pipeline.bus import DEFAULT_ADDRESS
+from pipeline.status import DEFAULT_STATUS_ADDRESS
 
 __all__ = ["main"]
 
@@ -38,6 +39,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port 0..65535, got {text}")
     return value
 
 
@@ -83,7 +91,17 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="the collector's .key_secret file (tunebus keygen): require CurveZMQ")
     p.add_argument("--curve-clients", type=Path, default=None,
                    help="directory of client public .key files admitted with --curve-secret-key")
+    p.add_argument("--status-bind", default=DEFAULT_STATUS_ADDRESS,
+                   help="control socket for tunebus status; '' for none (default: %(default)s)")
+    p.add_argument("--metrics-port", type=_port, default=None,
+                   help="serve Prometheus metrics on this port, 0 for any (default: no metrics)")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="interface for --metrics-port (default: %(default)s)")
+    p.add_argument("--log-interval-s", type=_non_negative_float, default=30.0,
+                   help="log a line of throughput and lag this often, 0 for never (default: %(default)s)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file of these flags (names with - or _); flags given here override it")
 
 
 def _add_replay(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -117,6 +135,16 @@ def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="results each trial reports (default: %(default)s)")
 
 
+def _add_status(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("status", help="ask a running collector how it is doing",
+                       description="Print a running collector's producers, sinks, queues and faults.")
+    p.add_argument("address", nargs="?", default=DEFAULT_STATUS_ADDRESS,
+                   help="the collector's --status-bind address (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the raw answer as JSON")
+    p.add_argument("--timeout-s", type=_non_negative_float, default=5.0,
+                   help="how long to wait for an answer (default: %(default)s)")
+
+
 def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("bench", help="run the benchmarks (python -m bench)",
                        description="Run every benchmark; each prints one JSON line "
@@ -135,6 +163,7 @@ def parser() -> _Parser:
     _add_replay(sub)
     _add_keygen(sub)
     _add_bench(sub)
+    _add_status(sub)
     return top
 
 
@@ -166,6 +195,8 @@ def _collect(args: argparse.Namespace) -> int:
             quarantine_max_bytes=args.quarantine_max_bytes,
             curve_secret_key=args.curve_secret_key, curve_clients=args.curve_clients,
             aim_repo=args.aim_repo, aim_metrics=args.aim_metrics, aim_durable=args.aim_durable,
+            status_bind=args.status_bind, metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host, log_interval_s=args.log_interval_s,
         )
     except ValueError as exc:
         print(f"tunebus collect: error: {exc}", file=sys.stderr)
@@ -208,6 +239,21 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, args.trials, args.iterations)
 
 
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.status import ask_status
+    from pipeline.status_table import render_status
+
+    try:
+        answer = ask_status(args.address, args.timeout_s)
+    except (TimeoutError, ValueError) as exc:
+        print(f"tunebus status: error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2) if args.json else render_status(answer))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from bench.__main__ import main as bench_main
 
@@ -217,11 +263,27 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen,
-            "bench": _bench}
+            "bench": _bench, "status": _status}
+
+
+def _with_config_file(top: _Parser, argv: list[str] | None, path: Path) -> argparse.Namespace:
+    """Parse again with the file's values as collect's defaults, so that given flags win."""
+    from pipeline.config_file import toml_defaults
+
+    commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    collect = commands.choices["collect"]
+    try:
+        collect.set_defaults(**toml_defaults(path, collect))
+    except ValueError as exc:
+        top.exit(2, f"tunebus collect: error: {exc}\n")
+    return top.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args = top.parse_args(argv)
+    if args.command == "collect" and args.config is not None:
+        args = _with_config_file(top, argv, args.config)
     return COMMANDS[args.command](args)
 
 

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.bus import DEFAULT_ADDRESS, CurveKeys
-from pipeline.collector import Collector, CurveServer
+from pipeline.collector import Collector, CurveServer, Service
 from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
 from pipeline.ledger import Ledger
 from pipeline.quarantine import Quarantine
+from pipeline.status import DEFAULT_STATUS_ADDRESS, StatusServer
+from pipeline.throughput import ThroughputLog
 from sinks import SINKS, make_sink
 from sinks.base import Sink, TrialFiles
 
@@ -42,6 +44,13 @@ class CollectorConfig:
     """Track only these flattened result keys in Aim; empty: every finite scalar."""
     aim_durable: bool = False
     """Acknowledge events only once Aim has them too (Aim then paces the producers)."""
+    status_bind: str = DEFAULT_STATUS_ADDRESS
+    """The control socket ``tunebus status`` asks; empty: none."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics on this port (0: any free one); None: no metrics."""
+    metrics_host: str = "127.0.0.1"
+    log_interval_s: float = 30.0
+    """Log a line of throughput and lag this often; 0: never."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out).expanduser())
@@ -61,6 +70,7 @@ class CollectorConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         self.batch_policy()
         self._check_aim()
+        self._check_observers()
 
     def _check_aim(self) -> None:
         if self.aim_repo is not None:
@@ -81,6 +91,30 @@ class CollectorConfig:
                 raise ValueError(f"aim_metrics names must be non-empty, got {metric!r}")
         if self.aim_repo is not None and self.aim_repo.exists() and not self.aim_repo.is_dir():
             raise ValueError(f"aim_repo must be a directory, got the file {str(self.aim_repo)!r}")
+
+    def _check_observers(self) -> None:
+        if self.status_bind and not self.status_bind.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError(f"status_bind must be a ZeroMQ address like {DEFAULT_STATUS_ADDRESS} "
+                             f"(or empty for none), got {self.status_bind!r}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be 0..65535, got {self.metrics_port!r}")
+        if self.metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
+            raise ValueError("metrics need prometheus-client: pip install 'tunebus[metrics]'")
+        if not self.log_interval_s >= 0:
+            raise ValueError(f"log_interval_s must be >= 0, got {self.log_interval_s!r}")
+
+    def services(self) -> list[Service]:
+        """What runs beside the collector: status socket, Prometheus metrics, throughput log."""
+        services: list[Service] = []
+        if self.status_bind:
+            services.append(StatusServer(self.status_bind))
+        if self.metrics_port is not None:
+            from pipeline.metrics import MetricsExporter  # prometheus-client is optional
+
+            services.append(MetricsExporter(self.metrics_port, self.metrics_host))
+        if self.log_interval_s > 0:
+            services.append(ThroughputLog(self.log_interval_s))
+        return services
 
     def sink_options(self, name: str) -> dict[str, object]:
         """The keyword arguments ``make_sink`` passes to the sink called ``name``."""
@@ -107,7 +141,7 @@ def build_collector(config: CollectorConfig) -> Collector:
     if config.curve_secret_key and config.curve_clients:
         curve = CurveServer(CurveKeys.load(config.curve_secret_key), config.curve_clients)
     return Collector(config.bind, Fanout(workers), quarantine, config.max_message_bytes,
-                     curve=curve)
+                     services=config.services(), curve=curve)
 
 
 def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:

@@ -1,0 +1,105 @@
+"""The control socket: the collector answers every request with its counters, as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import zmq
+import zmq.asyncio
+
+from pipeline.throughput import RateWindow, counters
+
+if TYPE_CHECKING:
+    from pipeline.collector import Collector
+
+__all__ = ["DEFAULT_STATUS_ADDRESS", "StatusServer", "ask_status"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATUS_ADDRESS = "tcp://127.0.0.1:5556"
+SAMPLE_INTERVAL_S = 1.0
+RATE_WINDOW_S = 10.0
+
+
+class StatusServer:
+    """A collector service: a ROUTER on its own address answering with the snapshot and rates.
+
+    A ROUTER (not a REP) never gets stuck on a client that asked and went away.
+    The status socket only observes: when its address cannot be bound (another
+    collector on this machine has it), it says so once and the collector goes on.
+    """
+
+    def __init__(self, bind: str = DEFAULT_STATUS_ADDRESS) -> None:
+        self.bind = bind
+        self.address = ""
+        self.ready = asyncio.Event()
+        self.rates = RateWindow(RATE_WINDOW_S)
+
+    async def __call__(self, collector: Collector) -> None:
+        ctx = zmq.asyncio.Context()
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            sock.bind(self.bind)
+        except zmq.ZMQError as exc:
+            log.warning("status socket not served: cannot bind %s: %s", self.bind, exc)
+            sock.close(linger=0)
+            ctx.term()
+            return
+        self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.ready.set()
+        log.info("status on %s (tunebus status %s)", self.address, self.address)
+        try:
+            await self._serve(sock, collector)
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+
+    async def _serve(self, sock: zmq.asyncio.Socket, collector: Collector) -> None:
+        sampled = 0.0
+        while True:
+            now = time.monotonic()
+            if now - sampled >= SAMPLE_INTERVAL_S:
+                self.rates.add(now, counters(collector.snapshot()))
+                sampled = now
+            if not await sock.poll(int(SAMPLE_INTERVAL_S * 1000)):
+                continue
+            parts = await sock.recv_multipart()
+            if len(parts) < 2:
+                continue
+            self.rates.add(time.monotonic(), counters(collector.snapshot()))
+            # Echo the envelope (routing id, REQ's empty delimiter), then the answer.
+            await sock.send_multipart([*parts[:-1], self.answer(collector)], zmq.NOBLOCK)
+
+    def answer(self, collector: Collector) -> bytes:
+        """The snapshot with recent per-second rates, as JSON."""
+        snapshot = collector.snapshot()
+        rates = self.rates.rates()
+        snapshot["rates"] = {"events": rates.get("events", 0.0),
+                             "sinks": {n: rates.get(f"sinks.{n}", 0.0) for n in snapshot["sinks"]}}
+        snapshot["bus"] = collector.address
+        return json.dumps(snapshot).encode()
+
+
+def ask_status(address: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """Ask the collector whose status socket is at ``address``; TimeoutError after ``timeout_s``."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        try:
+            sock.connect(address)
+        except zmq.ZMQError as exc:
+            raise ValueError(f"cannot connect to {address!r}: {exc}") from exc
+        sock.send(b"status")
+        if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            raise TimeoutError(f"no answer from {address} within {timeout_s:g}s")
+        answer: dict[str, Any] = json.loads(sock.recv())
+        return answer
+    finally:
+        sock.close(linger=0)
+        ctx.term()
