@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BusCallback", "CollectorConfig", "build_collector"]
+__all__ = ["BusCallback", "CollectorConfig", "build_collector", "find_collector_on_ray",
+           "start_collector_on_ray", "stop_collector_on_ray"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from pipeline import config
 
         return getattr(config, name)
+    if name in ("find_collector_on_ray", "start_collector_on_ray", "stop_collector_on_ray"):
+        from pipeline import ray_actor
+
+        return getattr(ray_actor, name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -1,0 +1,246 @@
+"""The collector on a Ray cluster: a detached, named actor that supervises ``tunebus collect``."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.status import ask_status
+
+__all__ = ["CollectorProcess", "RayCollector", "find_collector_on_ray", "start_collector_on_ray",
+           "stop_collector_on_ray"]
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "tunebus"
+DEFAULT_NAME = "tunebus-collector"
+DEFAULT_SINKS = ("json", "csv", "tensorboard")
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 60.0
+MAX_RESTARTS = 5
+MAX_RESTART_DELAY_S = 30.0
+ALL_INTERFACES = ("0.0.0.0", "*", "")
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RayCollector:
+    """Where a collector actor listens: ``address`` for ``BusCallback``, ``status_address`` for status."""
+
+    name: str
+    address: str
+    status_address: str
+    node_id: str
+    out: str
+    pid: int
+    restarts: int
+
+
+class CollectorProcess:
+    """Runs ``tunebus collect`` as a child process on its node, and restarts it when it fails.
+
+    A child process rather than an event loop inside the actor: the collector
+    keeps its own signal handling, GC settings and loop; a crash in it leaves
+    the actor up to restart it over the same ``--out`` (the ledger makes that
+    exactly-once); ``stop`` is the SIGTERM drain ``tunebus collect`` is tested
+    with. The child never outlives the actor: Ray's worker subreaper kills it
+    when the actor is killed, and where that is off, PR_SET_PDEATHSIG sends
+    it SIGTERM. One thread owns the child: it starts it, waits on it, restarts it.
+    """
+
+    def __init__(self, name: str, out: str, bind: str | None, sinks: Sequence[str],
+                 status_bind: str | None, collect_args: Sequence[str]) -> None:
+        import ray
+
+        self.name, self.out = name, str(Path(out).expanduser())
+        ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]  # Ray's, untyped
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.bind, self.address = _resolve(bind or f"tcp://{ip}:0", ip)
+        host = self.bind.removeprefix("tcp://").rsplit(":", 1)[0]
+        self.status_bind, self.status_address = _resolve(status_bind or f"tcp://{host}:0", ip)
+        self.command = [sys.executable, "-m", "pipeline.cli", "collect", "--bind", self.bind,
+                        "--out", self.out, "--sinks", ",".join(sinks),
+                        "--status-bind", self.status_bind, *collect_args]
+        self.restarts = 0
+        self.failure = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._supervise, name="tunebus-collector", daemon=True)
+        self._thread.start()
+        try:
+            self._wait_ready(START_TIMEOUT_S)
+        except RuntimeError:
+            self.stop(timeout_s=10.0)
+            raise
+
+    def info(self) -> dict[str, Any]:
+        """This collector's addresses and state, as a ``RayCollector``'s fields."""
+        pid = self._proc.pid if self._proc is not None else -1
+        return asdict(RayCollector(self.name, self.address, self.status_address, self.node_id,
+                                   self.out, pid, self.restarts))
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM the collector (it drains and closes its files); its exit status, None if killed."""
+        self._stopping.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.error("collector %s did not stop within %.0fs; killing it", self.name, timeout_s)
+                proc.kill()
+                proc.wait(timeout_s)
+                return None
+        self._thread.join(timeout_s)
+        return proc.returncode if proc is not None else None
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Return once the collector answers on its status socket; raise if it dies or is slow."""
+        deadline = time.monotonic() + timeout_s
+        self._started.wait(timeout_s)
+        while time.monotonic() < deadline:
+            proc = self._proc
+            if proc is None or proc.poll() is not None:
+                raise RuntimeError(f"tunebus collect exited at start ({self.failure or 'see the log'}): "
+                                   f"{_log_tail(self._log_path())}")
+            try:
+                ask_status(self.status_address, timeout_s=1.0)
+                return
+            except TimeoutError:
+                continue
+        raise RuntimeError(f"tunebus collect did not answer on {self.status_address} within {timeout_s:g}s")
+
+    def _supervise(self) -> None:
+        while not self._stopping.is_set():
+            self._proc = self._spawn()
+            self._started.set()
+            code = self._proc.wait()
+            if self._stopping.is_set():
+                return
+            if self.restarts >= MAX_RESTARTS:
+                self.failure = f"exited with {code} {self.restarts + 1} times; giving up"
+                log.error("collector %s %s", self.name, self.failure)
+                return
+            self.restarts += 1
+            delay = min(0.5 * 2 ** self.restarts, MAX_RESTART_DELAY_S)
+            log.warning("collector %s exited with %s; restart %d in %.1fs", self.name, code,
+                        self.restarts, delay)
+            self._stopping.wait(delay)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        log_path = self._log_path()
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log_file:
+            return subprocess.Popen(self.command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=_term_with_parent())
+
+    def _log_path(self) -> Path:
+        return Path(self.out) / ".tunebus" / f"{self.name}.log"
+
+
+def _resolve(bind: str, ip: str) -> tuple[str, str]:
+    """``bind`` with port 0 made a free port, and the address others reach it at (the node's IP)."""
+    if not bind.startswith("tcp://") or ":" not in bind[6:]:
+        raise ValueError(f"bind must look like tcp://HOST:PORT (PORT 0 for any), got {bind!r}")
+    host, port = bind[6:].rsplit(":", 1)
+    if port in ("0", "*"):
+        with socket.socket() as probe:
+            probe.bind(("" if host in ALL_INTERFACES else host, 0))
+            port = str(probe.getsockname()[1])
+    reachable = ip if host in ALL_INTERFACES else host
+    return f"tcp://{host}:{port}", f"tcp://{reachable}:{port}"
+
+
+def _term_with_parent() -> Any:
+    """A ``preexec_fn`` that has Linux send the child SIGTERM when its parent thread dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: the child only calls it
+    return lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _log_tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def head_node_id() -> str:
+    """The node id of the cluster's live head node."""
+    import ray
+
+    for node in ray.nodes():  # type: ignore[no-untyped-call]  # Ray's, untyped
+        if node["Alive"] and "node:__internal_head__" in node["Resources"]:
+            return str(node["NodeID"])
+    raise RuntimeError("no live head node in ray.nodes()")
+
+
+def start_collector_on_ray(out: str | Path, bind: str | None = None,
+                           sinks: Sequence[str] = DEFAULT_SINKS, name: str = DEFAULT_NAME,
+                           node: str | None = None, status_bind: str | None = None,
+                           collect_args: Sequence[str] = ()) -> RayCollector:
+    """Start (or find, by ``name``) a detached collector actor pinned to ``node`` (default: head).
+
+    ``bind`` defaults to the node's IP on a free port; binding all interfaces
+    (``tcp://0.0.0.0:5555``) returns the node's IP in ``address``. The actor
+    outlives this driver; the next driver calling this with the same name gets
+    the running collector (and a warning if it writes elsewhere). ``out`` is a
+    path on that node: use the run's ``storage_path``.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor: Any = ray.remote(CollectorProcess).options(
+        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
+        max_concurrency=4,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node or head_node_id(), soft=False),
+    ).remote(name, str(out), bind, tuple(sinks), status_bind, tuple(collect_args))
+    info: dict[str, Any] = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
+    found = RayCollector(**info)
+    if found.out != str(Path(out).expanduser()):
+        log.warning("collector %r already runs, writing into %s (not %s)", name, found.out, out)
+    return found
+
+
+def find_collector_on_ray(name: str = DEFAULT_NAME) -> RayCollector | None:
+    """The running collector actor called ``name``, or None."""
+    import ray
+
+    try:
+        actor: Any = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+    info: dict[str, Any] = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
+    return RayCollector(**info)
+
+
+def stop_collector_on_ray(name: str = DEFAULT_NAME, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the collector called ``name`` (drained, files closed) and its actor; False if none ran."""
+    import ray
+
+    try:
+        actor: Any = ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return False
+    code: int | None = ray.get(actor.stop.remote(timeout_s), timeout=timeout_s * 2 + 10)
+    ray.kill(actor, no_restart=True)
+    if code != 0:
+        log.warning("collector %r exited with %s", name, code)
+    return True
