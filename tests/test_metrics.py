@@ -1,0 +1,73 @@
+"""--metrics-port: the collector's counters scraped over HTTP on loopback, in Prometheus' format."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from pipeline.codec import frame_events
+from pipeline.metrics import MetricsExporter
+from tests.busharness import result_event, running_collector, start_event
+
+pytest.importorskip("prometheus_client")
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+async def test_a_scrape_shows_received_written_queued_and_quarantined(tmp_path: Path, address: str) -> None:
+    """After three events and one bad frame, the scrape carries exactly those counts, with labels."""
+    async with running_collector(tmp_path, address, sinks=("json", "csv"), status_bind="",
+                                 metrics_port=0) as collector:
+        exporter = next(s for s in collector.services if isinstance(s, MetricsExporter))
+        await asyncio.wait_for(exporter.ready.wait(), 10)
+        ctx: zmq.Context[Any] = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, b"p1")
+        sock.connect(address)
+        try:
+            sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1),
+                                             result_event("p1", 2)]))
+            sock.send(b"\xc1")
+            deadline = time.monotonic() + 20
+            while (collector.snapshot()["sinks"]["csv"]["events"] < 3
+                   or collector.snapshot()["quarantined"] < 1):
+                assert time.monotonic() < deadline, "timed out waiting for the writes"
+                await asyncio.sleep(0.02)
+        finally:
+            sock.close()
+            ctx.term()
+        samples = await asyncio.to_thread(_scrape, exporter.port)
+    assert samples[("tunebus_events_received_total", (("producer", "p1"),))] == 3
+    assert samples[("tunebus_producer_last_seq", (("producer", "p1"),))] == 2
+    for sink in ("json", "csv"):
+        assert samples[("tunebus_sink_events_written_total", (("sink", sink),))] == 3
+        assert samples[("tunebus_sink_queue_depth", (("sink", sink),))] == 0
+        assert samples[("tunebus_sink_busy_seconds_total", (("sink", sink),))] > 0
+    assert samples[("tunebus_quarantined_frames_total", ())] == 1
+    assert samples[("tunebus_frames_received_total", ())] == 2
+    assert samples[("tunebus_uptime_seconds", ())] > 0
+
+
+async def test_the_metrics_server_stops_with_the_collector(tmp_path: Path, address: str) -> None:
+    """Once the collector has stopped, its metrics port no longer answers."""
+    async with running_collector(tmp_path, address, sinks=("json",), status_bind="",
+                                 metrics_port=0) as collector:
+        exporter = next(s for s in collector.services if isinstance(s, MetricsExporter))
+        await asyncio.wait_for(exporter.ready.wait(), 10)
+        assert ("tunebus_uptime_seconds", ()) in await asyncio.to_thread(_scrape, exporter.port)
+    with pytest.raises(OSError):
+        await asyncio.to_thread(_scrape, exporter.port)

@@ -1,0 +1,159 @@
+"""The status socket and tunebus status: producers, sinks, drops and quarantine, as table and JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from pipeline.codec import frame_events
+from pipeline.demo import free_address
+from pipeline.status import StatusServer, ask_status
+from pipeline.status_table import render_status
+from pipeline.throughput import RateWindow, summary_line
+from tests.busharness import result_event, running_collector, start_event
+
+
+def _status_server(collector: Any) -> StatusServer:
+    return next(s for s in collector.services if isinstance(s, StatusServer))
+
+
+async def _until(predicate: Any, what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _producer(address: str, name: str) -> tuple[zmq.Context[Any], zmq.Socket[Any]]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTING_ID, name.encode())
+    sock.connect(address)
+    return ctx, sock
+
+
+async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Path, address: str) -> None:
+    """Events, last seq, producer drops (a base past what came), sink writes and bad frames all show."""
+    status_bind = free_address()
+    async with running_collector(tmp_path, address, sinks=("json", "csv"),
+                                 status_bind=status_bind) as collector:
+        server = _status_server(collector)
+        await asyncio.wait_for(server.ready.wait(), 10)
+        ctx, sock = _producer(address, "p1")
+        try:
+            sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
+            # seqs 2..4 were dropped by the producer's full policy: its base moves past them.
+            sock.send(frame_events("p1", 5, [result_event("p1", 5), result_event("p1", 6)]))
+            sock.send(b"\x00 not msgpack")
+            await _until(lambda: collector.snapshot()["sinks"]["csv"]["lag"] == 0
+                         and collector.snapshot()["events"] == 4
+                         and collector.snapshot()["quarantined"] == 1
+                         and collector.snapshot()["producers"]["p1"]["lag"] == 0, "all frames handled")
+        finally:
+            sock.close()
+            ctx.term()
+        answer = await asyncio.to_thread(ask_status, server.address, 10.0)
+    assert answer["bus"] == collector.address
+    assert answer["producers"]["p1"] == {"events": 4, "last_seq": 6, "acked": 6, "dropped": 3, "lag": 0}
+    assert answer["dropped"] == 3 and answer["quarantined"] == 1
+    assert {n: (s["events"], s["queued"], s["errors"]) for n, s in answer["sinks"].items()} == {
+        "json": (4, 0, 0), "csv": (4, 0, 0)}
+    table = render_status(answer)
+    assert "p1" in table and "quarantined frames 1" in table and "dropped events 3" in table
+
+
+async def test_a_busy_status_address_is_a_warning_and_the_collector_goes_on(
+        tmp_path: Path, address: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Another process on the status address: one warning, and events are still written."""
+    status_bind = free_address()
+    ctx: zmq.Context[Any] = zmq.Context()
+    squatter = ctx.socket(zmq.ROUTER)
+    squatter.setsockopt(zmq.LINGER, 0)
+    squatter.bind(status_bind)
+    try:
+        async with running_collector(tmp_path, address, sinks=("json",),
+                                     status_bind=status_bind) as collector:
+            await _until(lambda: any("status socket not served" in r.message for r in caplog.records),
+                         "the warning")
+            pctx, sock = _producer(address, "p2")
+            sock.send(frame_events("p2", 0, [start_event("p2", 0), result_event("p2", 1)]))
+            await _until(lambda: collector.snapshot()["sinks"]["json"]["events"] == 2, "the writes")
+            sock.close()
+            pctx.term()
+    finally:
+        squatter.close()
+        ctx.term()
+
+
+async def test_the_throughput_log_says_rates_and_lags(
+        tmp_path: Path, address: str, caplog: pytest.LogCaptureFixture) -> None:
+    """With --log-interval-s the collector logs lines naming each sink's rate and the lags."""
+    caplog.set_level(logging.INFO, logger="pipeline.throughput")
+    async with running_collector(tmp_path, address, sinks=("json", "csv"), status_bind="",
+                                 log_interval_s=0.05):
+        await _until(lambda: any(r.message.startswith("throughput:") for r in caplog.records),
+                     "a throughput line")
+    line = next(r.message for r in caplog.records if r.message.startswith("throughput:"))
+    assert "json 0/s" in line and "csv 0/s" in line and "lag: sink 0 events" in line
+
+
+def test_rate_window_takes_rates_over_the_window_only() -> None:
+    """Rates are increase per second between the oldest kept and newest sample."""
+    window = RateWindow(window_s=10)
+    assert window.rates() == {}
+    for t, n in [(0, 0), (10, 1000), (20, 1500), (30, 4500)]:
+        window.add(t, {"events": n})
+    assert window.rates() == {"events": pytest.approx((4500 - 1500) / 10)}
+
+
+def test_summary_line_names_the_worst_sink_lag() -> None:
+    """The log line carries the rate of each sink and which sink lags most."""
+    snap = {"events": 10, "queue_depth": 7, "quarantined": 1, "dropped": 2,
+            "sinks": {"json": {"events": 10, "lag": 0}, "aim": {"events": 3, "lag": 7}},
+            "producers": {"p": {"lag": 4}}}
+    line = summary_line(snap, {"events": 5.0, "sinks.json": 5.0, "sinks.aim": 1.0})
+    assert "5 events/s in" in line and "aim 1/s" in line
+    assert "sink 7 events (aim)" in line and "producer 4 unacked" in line and "dropped 2" in line
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_status_command_prints_a_table_and_json(tmp_path: Path, address: str) -> None:
+    """tunebus status against a collector process: the table names the sinks, --json parses."""
+    from pipeline.demo import start_collector
+    from tests.conftest import wait_for
+
+    status_bind = free_address()
+    proc = start_collector(address, tmp_path, "--sinks", "json,csv", "--status-bind", status_bind)
+    try:
+        wait_for(lambda: _cli("status", status_bind, "--timeout-s", "1").returncode == 0, 30,
+                 "the collector's status socket")
+        table = _cli("status", status_bind).stdout
+        answer = json.loads(_cli("status", status_bind, "--json").stdout)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    assert ", up " in table and "json" in table and "csv" in table and "queued" in table
+    assert answer["bus"] == address and set(answer["sinks"]) == {"json", "csv"}
+
+
+def test_status_without_a_collector_is_one_line_and_exit_1() -> None:
+    """Nobody answering: one error line naming the address and the timeout, exit status 1."""
+    nobody = free_address()
+    done = _cli("status", nobody, "--timeout-s", "0.2")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"tunebus status: error: no answer from {nobody} within 0.2s"]
