@@ -38,26 +38,44 @@ def _trainable(config: dict[str, Any]) -> None:
         time.sleep(0.01)
 
 
+def _result_counter() -> Any:
+    """A Tune callback counting the results the sweep reports (the progress line's first bar)."""
+    from ray.tune import Callback
+
+    class ResultCounter(Callback):
+        results = 0
+
+        def on_trial_result(self, *args: Any, **kwargs: Any) -> None:
+            self.results += 1
+
+    return ResultCounter()
+
+
 def run_demo(out: Path, trials: int, iterations: int) -> int:
-    """Run the sweep, stop the collector, and print where the files are."""
+    """Run the sweep with a live progress line, stop the collector, and print where the files are."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
 
     from pipeline.callback import BusCallback
+    from pipeline.progress import ProgressLine
 
     out = out.resolve()
-    address = free_address()
-    collector = start_collector(address, out)
+    address, status_address = free_address(), free_address()
+    collector = start_collector(address, out, "--status-bind", status_address)
+    counter = _result_counter()
+    progress = ProgressLine(status_address, trials * iterations, lambda: counter.results)
+    progress.start()
     try:
         tuner = tune.Tuner(
             _trainable,
             param_space={"lr": tune.uniform(0.01, 0.2), "iterations": iterations},
             tune_config=tune.TuneConfig(num_samples=trials, metric="loss", mode="min"),
             run_config=tune.RunConfig(name="tunebus_demo", storage_path=str(out),
-                                      callbacks=[BusCallback(address)], verbose=0),
+                                      callbacks=[BusCallback(address), counter], verbose=0),
         )
         grid = tuner.fit()
     finally:
+        progress.stop()
         collector.send_signal(signal.SIGTERM)
         collector.wait(timeout=60)
     best = grid.get_best_result()

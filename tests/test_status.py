@@ -157,3 +157,30 @@ def test_status_without_a_collector_is_one_line_and_exit_1() -> None:
     done = _cli("status", nobody, "--timeout-s", "0.2")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"tunebus status: error: no answer from {nobody} within 0.2s"]
+
+
+def test_progress_text_shows_the_sweep_and_the_slowest_durable_sink() -> None:
+    """The demo's line: results reported of the total, and what the slowest durable sink wrote."""
+    from pipeline.progress import progress_text
+
+    status = {"events": 10, "sinks": {"json": {"events": 10, "durable": True},
+                                      "csv": {"events": 5, "durable": True},
+                                      "aim": {"events": 0, "durable": False}}}
+    line = progress_text(4, 8, status)
+    assert line == ("sweep [##########..........] 4/8 results | "
+                    "collector [##########..........] 5/10 events written")
+    assert progress_text(0, 8, None).endswith("collector: no answer")
+
+
+def test_progress_line_prints_plain_lines_off_a_tty_and_a_final_one() -> None:
+    """Without a TTY the line is printed whole (no carriage return), and stop prints the final state."""
+    import io
+
+    from pipeline.progress import ProgressLine
+
+    stream = io.StringIO()
+    progress = ProgressLine(free_address(), 3, lambda: 3, stream=stream, interval_s=0.01)
+    progress.start()
+    progress.stop()
+    assert "\r" not in stream.getvalue()
+    assert stream.getvalue().splitlines()[-1].startswith("sweep [####################] 3/3 results")
