@@ -35,6 +35,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0:
@@ -77,7 +84,11 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--aim-durable", action="store_true",
                    help="acknowledge events only once Aim has written them too (default: Aim may lag)")
     p.add_argument("--max-queue-events", type=_positive_int, default=200_000,
-                   help="events a sink may queue before the collector stops reading (default: %(default)s)")
+                   help="events a sink may queue in memory: a durable sink then stops the collector "
+                        "reading, a lagging one spills to its backlog (default: %(default)s)")
+    p.add_argument("--backlog-max-bytes", type=_non_negative_int, default=1024 * 1024 * 1024,
+                   help="disk per non-durable sink (aim unless --aim-durable) for events past its queue, "
+                        "in <out>/.tunebus; full, it pushes back; 0 for none (default: %(default)s)")
     p.add_argument("--batch-max-events", type=_positive_int, default=5_000,
                    help="most events one sink write takes (default: %(default)s)")
     p.add_argument("--batch-linger-s", type=_non_negative_float, default=0.05,
@@ -190,7 +201,8 @@ def _collect(args: argparse.Namespace) -> int:
     try:
         config = CollectorConfig(
             out=args.out, bind=args.bind, sinks=args.sinks,
-            max_queue_events=args.max_queue_events, batch_max_events=args.batch_max_events,
+            max_queue_events=args.max_queue_events, backlog_max_bytes=args.backlog_max_bytes,
+            batch_max_events=args.batch_max_events,
             batch_linger_s=args.batch_linger_s, max_message_bytes=args.max_message_bytes,
             quarantine_max_bytes=args.quarantine_max_bytes,
             curve_secret_key=args.curve_secret_key, curve_clients=args.curve_clients,

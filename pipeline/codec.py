@@ -20,6 +20,7 @@ __all__ = [
     "Fallback",
     "Frame",
     "decode_control",
+    "decode_event",
     "decode_frame",
     "encode_control",
     "encode_event",
@@ -78,6 +79,8 @@ def _pack_default(value: Any) -> Any:
         return msgpack.ExtType(EXT_NDARRAY, msgpack.packb(data))
     if isinstance(value, np.generic) and value.dtype.kind in WIRE_DTYPE_KINDS:
         return msgpack.ExtType(EXT_NPSCALAR, msgpack.packb([value.dtype.str, value.tobytes()]))
+    if isinstance(value, Fallback):
+        return msgpack.ExtType(EXT_FALLBACK, msgpack.packb([value.json, value.text]))
     if isinstance(value, tuple) and type(value) is tuple:
         return msgpack.ExtType(EXT_TUPLE, _packb(list(value)))
     if isinstance(value, dict):
@@ -192,6 +195,17 @@ def _to_event(item: Any) -> Event:
             _SAFE_NAMES.clear()
         _SAFE_NAMES.add(names)
     return Event(kind, producer, seq, float(ts), experiment, trial, trial_dir, payload)
+
+
+def decode_event(data: bytes) -> Event:
+    """One event that ``encode_event`` made; raises SchemaError if it is not one."""
+    try:
+        item = _unpackb(data)
+    except SchemaError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any malformed byte string is a fault
+        raise SchemaError("bad-msgpack", f"{type(exc).__name__}: {exc}"[:200]) from exc
+    return _to_event(item)
 
 
 @dataclass(frozen=True, slots=True)

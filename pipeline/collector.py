@@ -200,7 +200,8 @@ class Collector:
                                "errors": w.stats.errors, "queued": len(w.queue),
                                "lag": self.stats.events - w.stats.events, "busy_s": w.stats.busy_s,
                                "durable": w.durable, "last_error": w.stats.last_error,
-                               "bytes": getattr(w.sink, "bytes_written", None)}
+                               "bytes": getattr(w.sink, "bytes_written", None),
+                               "backlog": len(w.backlog) if w.backlog is not None else 0}
                       for w in self.fanout.workers},
             "uptime_s": time.monotonic() - self.started,
             "dropped": sum(self.stats.dropped.values()),

@@ -7,6 +7,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.backlog import SinkBacklog
 from pipeline.bus import DEFAULT_ADDRESS, CurveKeys
 from pipeline.collector import Collector, CurveServer, Service
 from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
@@ -32,6 +33,8 @@ class CollectorConfig:
     bind: str = DEFAULT_ADDRESS
     sinks: tuple[str, ...] = DEFAULT_SINKS
     max_queue_events: int = 200_000
+    backlog_max_bytes: int = 1024 * 1024 * 1024
+    """Disk for each non-durable sink's backlog past its queue (then it pushes back); 0: none."""
     batch_max_events: int = 5_000
     batch_linger_s: float = 0.05
     max_message_bytes: int = 64 * 1024 * 1024
@@ -65,7 +68,7 @@ class CollectorConfig:
             raise ValueError(f"a sink is named twice in {','.join(self.sinks)}")
         if not self.bind.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"bind must be a ZeroMQ address like tcp://127.0.0.1:5555, got {self.bind!r}")
-        for name in ("max_message_bytes", "quarantine_max_bytes"):
+        for name in ("max_message_bytes", "quarantine_max_bytes", "backlog_max_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         self.batch_policy()
@@ -145,10 +148,13 @@ def build_collector(config: CollectorConfig) -> Collector:
 
 
 def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:
-    ledger = None
+    ledger = backlog = None
+    state = config.out / STATE_DIR
+    if not sink.durable and config.backlog_max_bytes:
+        backlog = SinkBacklog(state / f"backlog-{sink.name}.spool", config.backlog_max_bytes)
     if sink.durable:
-        ledger = Ledger(config.out / STATE_DIR / f"ledger-{sink.name}.json", config.out,
+        ledger = Ledger(state / f"ledger-{sink.name}.json", config.out,
                         getattr(sink, "appends", ()), getattr(sink, "rewrites_head", False))
         ledger.recover()
     return SinkWorker(sink, TrialFiles(config.out), config.batch_policy(),
-                      durable=sink.durable, ledger=ledger)
+                      durable=sink.durable, ledger=ledger, backlog=backlog)

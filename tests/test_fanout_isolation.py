@@ -8,6 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pipeline.backlog import SinkBacklog
 from pipeline.events import Event
 from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
 from sinks.aim import AimSink
@@ -60,15 +63,18 @@ async def _until(done: asyncio.Event, what: str) -> None:
         raise AssertionError(f"timed out waiting for {what}") from exc
 
 
-async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(tmp_path: Path) -> None:
+@pytest.mark.parametrize("queue_events", [10_000, 20], ids=["in-memory", "past-the-queue-to-disk"])
+async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(
+        tmp_path: Path, queue_events: int) -> None:
     """While Aim cannot write, JSON and CSV write every result and acks go on; then Aim catches up."""
     gate = threading.Event()
-    policy = BatchPolicy(max_events=100, linger_s=0.0, max_queue_events=10_000)
+    policy = BatchPolicy(max_events=100, linger_s=0.0, max_queue_events=queue_events)
     fast_done, slow_done = asyncio.Event(), asyncio.Event()
     gated = GatedSink(AimSink(tmp_path), gate)
+    backlog = SinkBacklog(tmp_path / ".tunebus" / "backlog-aim.spool", 1 << 30)
     workers = [SinkWorker(JsonSink(tmp_path), TrialFiles(tmp_path), policy),
                SinkWorker(CsvSink(tmp_path), TrialFiles(tmp_path), policy),
-               SinkWorker(gated, TrialFiles(tmp_path), policy, durable=False)]
+               SinkWorker(gated, TrialFiles(tmp_path), policy, durable=False, backlog=backlog)]
     fanout = Fanout(workers)
 
     def progress() -> None:
@@ -86,6 +92,8 @@ async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(tmp_path: 
 
         assert fanout.mark("p") == RESULTS and "p" not in workers[2].marks
         assert len(workers[2].queue) >= RESULTS + 1 - policy.max_events  # Aim's backlog, in its queue
+        assert (len(backlog) > 0) == (queue_events < RESULTS)  # past the queue, on disk
+        assert len(workers[2].queue) - len(backlog) <= queue_events
         lines = (tmp_path / "exp" / "dir_t1" / "result.json").read_text().splitlines()
         with (tmp_path / "exp" / "dir_t1" / "progress.csv").open(newline="") as f:
             assert len(lines) == len(list(csv.DictReader(f))) == RESULTS
