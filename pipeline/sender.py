@@ -24,6 +24,8 @@ __all__ = ["FullPolicy", "Sender", "SenderConfig", "SenderStats", "default_spool
 log = logging.getLogger(__name__)
 
 Item = tuple[int, bytes]
+MAX_RETRY_MS = 100
+"""The longest wait between tries to send while the collector is away."""
 
 
 class FullPolicy(str, enum.Enum):
@@ -50,6 +52,8 @@ class SenderConfig:
     max_frame_bytes: int = 4 * 1024 * 1024
     send_interval_s: float = 0.005
     resend_after_s: float = 5.0
+    idle_poll_s: float = 1.0
+    """How long the thread sleeps with nothing to do; a submit, an ack or close wakes it sooner."""
     spool_dir: str | None = None
     spool_max_bytes: int = 1024 * 1024 * 1024
     when_full: FullPolicy = FullPolicy.DROP_OLDEST
@@ -59,7 +63,7 @@ class SenderConfig:
                      "max_frame_events", "max_frame_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        for name in ("send_interval_s", "resend_after_s"):
+        for name in ("send_interval_s", "resend_after_s", "idle_poll_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.spool_max_bytes < 0:
@@ -81,6 +85,8 @@ class SenderStats:
     dropped: int
     resent: int
     frames_sent: int
+    polls: int
+    """Times the thread woke up: from a submit, an ack, a timeout or close."""
 
 
 class Sender:
@@ -114,8 +120,13 @@ class Sender:
         self.dropped = 0
         self._resent = 0
         self._frames_sent = 0
+        self._polls = 0
         self._changed = threading.Condition()
         self._closing = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._asleep = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"tunebus-sender-{producer}", daemon=True)
         self._thread.start()
@@ -142,6 +153,14 @@ class Sender:
         self._incoming.append((seq, encoded))
         self._submitted += 1
         self._last_seq = seq
+        if self._asleep:
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:  # the pipe is full: a wake-up is already pending
+            pass
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted so far is acknowledged (or dropped); False on timeout."""
@@ -161,8 +180,15 @@ class Sender:
         Safe to call twice. Returns whether everything was delivered.
         """
         delivered = self.flush(timeout_s) if timeout_s > 0 else self._settled_seq >= self._last_seq
+        if self._closing.is_set():
+            return delivered
         self._closing.set()
+        self._wake()
         self._thread.join(timeout=30)
+        if not self._thread.is_alive():
+            self._asleep = False
+            os.close(self._wake_r)
+            os.close(self._wake_w)
         return delivered
 
     def stats(self) -> SenderStats:
@@ -170,7 +196,7 @@ class Sender:
             submitted=self._submitted, acked_seq=self._acked_seq,
             in_memory=len(self._queued) + len(self._inflight) + len(self._incoming),
             spooled=len(self._spool), dropped=self.dropped, resent=self._resent,
-            frames_sent=self._frames_sent,
+            frames_sent=self._frames_sent, polls=self._polls,
         )
 
     def _run(self) -> None:
@@ -191,14 +217,25 @@ class Sender:
                 self._changed.notify_all()
 
     def _loop(self, sock: zmq.Socket[Any]) -> None:
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
         interval_ms = max(1, int(self.config.send_interval_s * 1000))
+        retry_ms = interval_ms
         last_progress = time.monotonic()
         while not self._closing.is_set():
             self._take_incoming()
             self._refill_from_spool()
-            self._send_queued(sock)
+            sent = self._send_queued(sock)
+            retry_ms = interval_ms if sent else min(MAX_RETRY_MS, retry_ms * 2)
             self._spool.sync()
-            if sock.poll(interval_ms, zmq.POLLIN) and self._read_control(sock):
+            ready = dict(poller.poll(self._sleep_ms(interval_ms, retry_ms, last_progress)))
+            self._polls += 1
+            self._asleep = False
+            if self._wake_r in ready:
+                self._drain_wakes()
+                time.sleep(self.config.send_interval_s)  # let a batch gather behind the first event
+            if ready.get(sock) and self._read_control(sock):
                 last_progress = time.monotonic()
             if not self._inflight:
                 last_progress = time.monotonic()
@@ -208,6 +245,26 @@ class Sender:
                 self._rewind(self._inflight[0][0])
                 last_progress = time.monotonic()
             self._settle()
+
+    def _sleep_ms(self, interval_ms: int, retry_ms: int, last_progress: float) -> int:
+        """How long to wait for the socket; past one interval, a submit must wake the thread."""
+        if self._queued:
+            return retry_ms  # the collector is away or slow: try again, less often each time
+        if self._incoming or self._spool.unread:
+            return interval_ms
+        timeout = int(self.config.idle_poll_s * 1000)
+        if self._inflight:
+            waited_ms = (time.monotonic() - last_progress) * 1000
+            timeout = max(interval_ms, int(self.config.resend_after_s * 1000 - waited_ms) + 1)
+        self._asleep = True
+        return 0 if self._incoming else timeout  # a submit that came before the flag was up
+
+    def _drain_wakes(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _memory_has_room(self, nbytes: int) -> bool:
         cfg = self.config
@@ -252,7 +309,8 @@ class Sender:
                 self._queued.append(item)
                 self._memory_bytes += len(item[1])
 
-    def _send_queued(self, sock: zmq.Socket[Any]) -> None:
+    def _send_queued(self, sock: zmq.Socket[Any]) -> bool:
+        """Send what is queued, a frame at a time; False if the socket took not all of it."""
         cfg = self.config
         while self._queued:
             batch: list[Item] = []
@@ -266,9 +324,10 @@ class Sender:
                 sock.send(frame_events(self.producer, base, [d for _, d in batch]), zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 self._queued.extendleft(reversed(batch))
-                return
+                return False
             self._inflight.extend(batch)
             self._frames_sent += 1
+        return True
 
     def _read_control(self, sock: zmq.Socket[Any]) -> bool:
         progressed = False

@@ -1,0 +1,59 @@
+"""The sender thread sleeps while there is nothing to do, and a submit or close wakes it at once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import zmq
+
+from pipeline.sender import Sender, SenderConfig
+from tests.busharness import start_event
+
+LONG_S = 60.0  # far longer than any wait below: only a wake-up can beat it
+
+
+@pytest.fixture
+def router() -> Iterator[tuple[zmq.Socket[Any], str]]:
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    yield sock, f"tcp://127.0.0.1:{port}"
+    sock.close(linger=0)
+    ctx.term()
+
+
+def _sleepy_sender(address: str, tmp_path: Path) -> Sender:
+    return Sender(address, "sleepy", SenderConfig(spool_dir=str(tmp_path / "spool"),
+                                                  idle_poll_s=LONG_S, resend_after_s=LONG_S))
+
+
+def test_an_idle_sender_does_not_spin(tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
+    """With nothing to send the thread wakes a handful of times, not every send interval."""
+    sender = _sleepy_sender(router[1], tmp_path)
+    time.sleep(0.5)  # 100 send intervals of 5 ms
+    polls = sender.stats().polls
+    sender.close()
+    assert polls <= 3
+
+
+def test_a_submit_wakes_a_sleeping_sender(tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
+    """An event submitted to a sleeping sender reaches the collector long before its idle poll ends."""
+    sock, address = router
+    sender = _sleepy_sender(address, tmp_path)
+    time.sleep(0.3)
+    sender.submit(0, start_event("sleepy"))
+    assert sock.poll(int(LONG_S / 3 * 1000)), "the sender slept through the submit"
+    identity, frame = sock.recv_multipart()
+    assert identity == b"sleepy" and msgpack.unpackb(frame)[1] == "sleepy"
+    sock.send_multipart([identity, msgpack.packb(["ack", 0])])
+    assert sender.flush(LONG_S / 3)
+    began = time.monotonic()
+    sender.close()
+    assert time.monotonic() - began < LONG_S / 3, "close did not wake the sender"
+    assert not sender._thread.is_alive()
