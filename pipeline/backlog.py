@@ -6,9 +6,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
+
 from pipeline.codec import decode_event, encode_event
-from pipeline.events import Event
-from pipeline.spool import Spool
+from pipeline.events import Event, SchemaError
+from pipeline.spool import Spool, iter_spool
 
 __all__ = ["SinkBacklog"]
 
@@ -28,11 +30,34 @@ class SinkBacklog:
     def __init__(self, path: Path, max_bytes: int) -> None:
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be at least 1, got {max_bytes!r}")
-        path.unlink(missing_ok=True)  # a crashed collector's backlog: its events were acknowledged
         self._spool = Spool(path, path.stem, max_bytes)
+        self._marks_path = path.with_name(path.name + ".read")
+        self._marks: dict[str, int] = {}
         self.full = False
         self.peak_bytes = 0
         self._said = False
+        self.unreadable = 0
+        self.resumed = self._resume(path)
+
+    def _resume(self, path: Path) -> int:
+        """Take back what a collector that was killed left on disk: those events were acknowledged."""
+        if not path.exists():
+            return 0
+        left = path.with_name(path.name + ".left")
+        path.replace(left)
+        done = self._load_marks()
+        try:
+            kept = [self._spool.append(seq, data) for seq, data in iter_spool(left)
+                    if not _already_read(data, done)]
+        except ValueError as exc:
+            log.error("sink backlog %s is unreadable, left as %s: %s", path, left, exc)
+            return 0
+        left.unlink()
+        self._spool.sync()
+        if kept:
+            log.warning("resuming %d events a stopped collector left in %s (%d past max_bytes dropped)",
+                        sum(kept), path, kept.count(False))
+        return sum(kept)
 
     def __len__(self) -> int:
         return len(self._spool)
@@ -51,7 +76,9 @@ class SinkBacklog:
                                 event.trial, event.trial_dir, event.payload)
             if not self._spool.append(event.seq, data):
                 self.full = True
+                self._spool.sync()
                 return taken
+        self._spool.sync()  # on disk before the next frame: a killed collector resumes from here
         self.peak_bytes = max(self.peak_bytes, self._spool.used_bytes)
         return len(events)
 
@@ -60,8 +87,41 @@ class SinkBacklog:
         items = self._spool.read(max_events)
         if items:
             self.full = False
-        return [decode_event(data) for _, data in items]
+        events = []
+        for _, data in items:
+            try:
+                events.append(decode_event(data))
+            except SchemaError as exc:  # a file damaged on disk: skip the record, keep the sink going
+                self.unreadable += 1
+                log.error("sink backlog %s: skipping an unreadable event: %s", self._spool.path, exc)
+        if events:
+            self._save_marks(events)
+        return events
+
+    def _save_marks(self, events: list[Event]) -> None:
+        """Each producer's last event read, so a restart does not hand the sink those again."""
+        self._marks.update((e.producer, e.seq) for e in events)
+        tmp = self._marks_path.with_name(self._marks_path.name + ".tmp")
+        tmp.write_bytes(orjson.dumps(self._marks))
+        tmp.replace(self._marks_path)
+
+    def _load_marks(self) -> dict[str, int]:
+        try:
+            marks = orjson.loads(self._marks_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return {}
+        return {str(k): v for k, v in marks.items() if type(v) is int} if isinstance(marks, dict) else {}
 
     def close(self) -> None:
-        """Close the file; it is removed when nothing is left in it."""
+        """Close the file; it is removed when nothing is left in it, else resumed at the next start."""
         self._spool.close()
+        if not self._spool.path.exists():
+            self._marks_path.unlink(missing_ok=True)
+
+
+def _already_read(data: bytes, done: dict[str, int]) -> bool:
+    try:
+        event = decode_event(data)
+    except SchemaError:
+        return False  # counted and skipped when it is read
+    return event.seq <= done.get(event.producer, -1)

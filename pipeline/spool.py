@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["Spool", "read_spool", "write_spool"]
+__all__ = ["Spool", "iter_spool", "read_spool", "write_spool"]
 
 MAGIC = b"TBSPOOL1"
 RECORD = struct.Struct(">IQ")  # data length, seq
@@ -166,17 +166,30 @@ def write_spool(path: Path, producer: str, items: Iterable[Item]) -> int:
 def read_spool(path: Path) -> tuple[str, list[Item]]:
     """The producer and the events of a spool file; raises ValueError if it is not one."""
     with path.open("rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
-            raise ValueError(f"{path} is not a tunebus spool file")
-        (name_length,) = struct.unpack(">H", f.read(2))
-        producer = f.read(name_length).decode()
-        items = []
-        while header := f.read(RECORD.size):
-            if len(header) < RECORD.size:
-                break  # a record cut short by a killed driver: everything before it is whole
-            length, seq = RECORD.unpack(header)
-            data = f.read(length)
-            if len(data) < length:
-                break
-            items.append((seq, data))
-    return producer, items
+        producer = _read_header(f, path)
+        return producer, list(_records(f))
+
+
+def iter_spool(path: Path) -> Iterator[Item]:
+    """The events of a spool file one at a time, without holding them all in memory."""
+    with path.open("rb") as f:
+        _read_header(f, path)
+        yield from _records(f)
+
+
+def _read_header(f: BinaryIO, path: Path) -> str:
+    if f.read(len(MAGIC)) != MAGIC:
+        raise ValueError(f"{path} is not a tunebus spool file")
+    (name_length,) = struct.unpack(">H", f.read(2))
+    return f.read(name_length).decode()
+
+
+def _records(f: BinaryIO) -> Iterator[Item]:
+    while header := f.read(RECORD.size):
+        if len(header) < RECORD.size:
+            return  # a record cut short by a killed process: everything before it is whole
+        length, seq = RECORD.unpack(header)
+        data = f.read(length)
+        if len(data) < length:
+            return
+        yield seq, data

@@ -75,3 +75,18 @@ def test_a_bad_bound_is_refused_with_its_value(tmp_path: Path) -> None:
     """A backlog of no bytes is a configuration error that names the value."""
     with pytest.raises(ValueError, match="0"):
         SinkBacklog(tmp_path / "b.spool", 0)
+
+
+def test_a_killed_collectors_backlog_is_resumed_in_order(tmp_path: Path) -> None:
+    """What reached the backlog file before a kill comes back at the next start; a torn tail is cut."""
+    path = tmp_path / "backlog-aim.spool"
+    first = SinkBacklog(path, 1 << 20)
+    assert first.push(_results(30)) == 30
+    assert [e.seq for e in first.pop(5)] == [0, 1, 2, 3, 4]
+    with path.open("ab") as f:
+        f.write(b"\x00\x00\x01")  # the start of a record the kill cut short
+    again = SinkBacklog(path, 1 << 20)  # the old object is never closed: as after kill -9
+    assert again.resumed == 25 == len(again)
+    assert [e.seq for e in again.pop(100)] == list(range(5, 30))
+    again.close()
+    assert not path.exists() and not path.with_name(path.name + ".left").exists()
