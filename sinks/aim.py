@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 SKIP = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration", "context", "epoch"})
 SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
 PREFIX = "ray/tune/"
+REFUSED = (TypeError, ValueError, KeyError, OverflowError)
+"""What a result Aim cannot take raises (a bad context or step); other errors are faults of the repo."""
 # The collector's own CPU and terminal are not the trial's: never track them into its run.
 RUN_OPTIONS: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 
@@ -85,9 +87,11 @@ class AimSink:
                 values = self._values(result)
                 if values:
                     run.track(values, step=step, epoch=result.get("epoch"), context=result.get("context"))
-            except Exception as exc:  # noqa: BLE001 - a value Aim refuses loses that result, not the sink
+            except REFUSED as exc:  # a value Aim refuses loses that result, not the sink
                 self._warn(type(exc).__name__, "aim refused a result of %s (%s); left out",
                            trial.trial_id, exc)
+            # Anything else (a locked or full repo, a path in the way) raises: the collector
+            # retries the batch with backoff, so a fault that clears loses nothing.
 
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         self._with_ip.discard(trial.key)

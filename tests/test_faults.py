@@ -80,3 +80,25 @@ async def test_a_full_disk_is_survived_and_caught_up(small_disk: Path, tmp_path:
         sender.close()
     assert written(out) == list(range(1, COUNT * 3 + 1))
     assert _csv_rows(out) == list(range(1, COUNT * 3 + 1))
+
+
+async def test_an_aim_repo_in_the_way_is_retried_and_caught_up(tmp_path: Path, address: str) -> None:
+    """A file where Aim's repo goes: Aim retries with backoff, JSON and acks go on, Aim catches up after."""
+    from tests.sink_sweeps import read_aim
+
+    out = tmp_path / "out"
+    blocker = out / EXPERIMENT / ".aim"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a repo")
+    sender = Sender(address, "p1", SenderConfig(spool_dir=str(tmp_path / "spool")))
+    async with running_collector(out, address, sinks=("json", "aim")) as collector:
+        submit_results(sender, COUNT)
+        aim = next(w for w in collector.fanout.workers if w.name == "aim")
+        assert await asyncio.to_thread(sender.flush, 60)  # Aim is not durable: acks do not wait
+        await _wait(lambda: aim.stats.errors >= 2, 30)
+        assert written(out) == list(range(1, COUNT + 1)) and aim.stats.events == 0
+        blocker.unlink()
+        await _wait(lambda: aim.stats.events == COUNT + 1, 60)
+        sender.close()
+    [run] = read_aim(out / EXPERIMENT)
+    assert run["metrics"]["ray/tune/i|{}"]["steps"] == list(range(1, COUNT + 1))
