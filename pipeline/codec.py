@@ -107,14 +107,37 @@ def encode_event(
     trial: str,
     trial_dir: str,
     payload: dict[str, Any],
+    max_bytes: int | None = None,
 ) -> bytes:
-    """One event as the msgpack array the wire carries; never raises for odd values."""
+    """One event as the msgpack array the wire carries; never raises for odd values.
+
+    Past ``max_bytes`` the largest values (arrays, bytes, strings, lists) are replaced
+    by a note of their size, so the event still travels and its row is still written.
+    """
+    head = [SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir]
     try:
-        return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, payload])
+        packed = _packb([*head, payload])
     except (ValueError, TypeError, OverflowError, UnicodeError):
         # A string with lone surrogates, a cycle, too deep a nest: keep the event, lose the value.
-        safe = {"tunebus_unencodable": str(payload)[:65536]}
-        return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, safe])
+        return _packb([*head, {"tunebus_unencodable": str(payload)[:65536]}])
+    if max_bytes is None or len(packed) <= max_bytes:
+        return packed
+    packed = _packb([*head, _shrunk(payload, max(1, max_bytes // 16))])
+    if len(packed) <= max_bytes:
+        return packed
+    return _packb([*head, {"tunebus_oversized": f"{len(packed)} bytes"}])
+
+
+def _shrunk(value: Any, limit: int) -> Any:
+    """``value`` with every bulky leaf over ``limit`` packed bytes replaced by a note of its size."""
+    if isinstance(value, dict):
+        return {k: _shrunk(v, limit) for k, v in value.items()}
+    if isinstance(value, (np.ndarray, bytes, str, list, tuple)):
+        size = len(_packb(value))
+        if size > limit:
+            note = f"<tunebus: {type(value).__name__} of {size} bytes left out: over the event size limit>"
+            return Fallback(json.dumps(note), note)
+    return value
 
 
 def frame_events(producer: str, base: int, encoded: list[bytes]) -> bytes:

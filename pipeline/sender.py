@@ -50,6 +50,9 @@ class SenderConfig:
     max_handoff_events: int = 100_000
     max_frame_events: int = 2_000
     max_frame_bytes: int = 4 * 1024 * 1024
+    max_event_bytes: int = 16 * 1024 * 1024
+    """An event larger than this travels with its bulkiest values replaced by a note of their size;
+    keep it under the collector's ``--max-message-bytes``."""
     send_interval_s: float = 0.005
     resend_after_s: float = 5.0
     idle_poll_s: float = 1.0
@@ -60,7 +63,7 @@ class SenderConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_buffer_events", "max_buffer_bytes", "max_handoff_events",
-                     "max_frame_events", "max_frame_bytes"):
+                     "max_frame_events", "max_frame_bytes", "max_event_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         for name in ("send_interval_s", "resend_after_s", "idle_poll_s"):
