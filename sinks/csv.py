@@ -26,6 +26,13 @@ class _TrialCsv:
         self.known = set(self.columns)
         self.file: IO[str] = path.open("a", newline="")
         self.writer = csv.writer(self.file)
+        self._counted = self.file.tell()
+
+    def take_written(self) -> int:
+        """How much the file grew since the last call (a widened header's rewrite by its growth)."""
+        at = self.file.tell()
+        grown, self._counted = at - self._counted, at
+        return grown
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         columns = self.columns
@@ -81,6 +88,7 @@ class CsvSink:
     def __init__(self, out: Path) -> None:
         self.out = out
         self._trials: dict[tuple[str, str], _TrialCsv] = {}
+        self.bytes_written = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
@@ -90,13 +98,19 @@ class CsvSink:
         self._trials[trial.key].write([flatten(r, skip=SKIP) for r in results])
 
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
-        self._trials.pop(trial.key).file.close()
+        closing = self._trials.pop(trial.key)
+        closing.file.flush()
+        self.bytes_written += closing.take_written()
+        closing.file.close()
 
     def flush(self) -> None:
         for trial in self._trials.values():
             trial.file.flush()
+            self.bytes_written += trial.take_written()
 
     def close(self) -> None:
         for trial in self._trials.values():
+            trial.file.flush()
+            self.bytes_written += trial.take_written()
             trial.file.close()
         self._trials.clear()

@@ -27,20 +27,21 @@ class JsonSink:
         self.out = out
         self._files: dict[tuple[str, str], IO[bytes]] = {}
         self._dirty: set[tuple[str, str]] = set()
+        self.bytes_written = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
         if start is not None:
             config = start.payload.get("config")
             if isinstance(config, dict):
-                (trial.dir / PARAMS_FILE).write_bytes(params_json(config))
+                self.bytes_written += (trial.dir / PARAMS_FILE).write_bytes(params_json(config))
             pickled = start.payload.get("params_pkl")
             if isinstance(pickled, bytes):  # produced by the driver; never unpickled here
-                (trial.dir / PARAMS_PICKLE_FILE).write_bytes(pickled)
+                self.bytes_written += (trial.dir / PARAMS_PICKLE_FILE).write_bytes(pickled)
         self._files[trial.key] = (trial.dir / RESULT_FILE).open("ab")
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
-        self._files[trial.key].write(b"".join([json_line(r) + b"\n" for r in results]))
+        self.bytes_written += self._files[trial.key].write(b"".join([json_line(r) + b"\n" for r in results]))
         self._dirty.add(trial.key)
 
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:

@@ -73,6 +73,7 @@ class EventFile:
     def __init__(self, directory: Path) -> None:
         self.path, self._file = _create(directory)
         self._pending: list[bytes] = []
+        self.bytes_written = 0
         self.add(TbEvent(wall_time=time.time(), file_version=FILE_VERSION))
 
     def add(self, event: TbEvent) -> None:
@@ -80,7 +81,7 @@ class EventFile:
 
     def flush(self) -> None:
         if self._pending:
-            self._file.write(b"".join(self._pending))
+            self.bytes_written += self._file.write(b"".join(self._pending))
             self._pending.clear()
             self._file.flush()
 
@@ -111,6 +112,11 @@ class TensorBoardSink:
         self._trials: dict[tuple[str, str], _TrialLog] = {}
         self._tags: dict[str, str] = {}
         self._warned: set[str] = set()
+        self._closed_bytes = 0
+
+    @property
+    def bytes_written(self) -> int:
+        return self._closed_bytes + sum(log_.file.bytes_written for log_ in self._trials.values())
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +137,7 @@ class TensorBoardSink:
                 self._hparams(log_, end.payload.get("evaluated_params") or log_.params)
         finally:
             log_.file.close()
+            self._closed_bytes += log_.file.bytes_written
 
     def flush(self) -> None:
         for log_ in self._trials.values():
@@ -139,6 +146,7 @@ class TensorBoardSink:
     def close(self) -> None:
         for log_ in self._trials.values():
             log_.file.close()
+            self._closed_bytes += log_.file.bytes_written
         self._trials.clear()
 
     def _event(self, result: dict[str, Any], log_: _TrialLog) -> TbEvent | None:

@@ -19,7 +19,7 @@ from pipeline.demo import free_address
 from pipeline.status import StatusServer, ask_status
 from pipeline.status_table import render_status
 from pipeline.throughput import RateWindow, summary_line
-from tests.busharness import result_event, running_collector, start_event
+from tests.busharness import EXPERIMENT, TRIAL_DIR, result_event, running_collector, start_event
 
 
 def _status_server(collector: Any) -> StatusServer:
@@ -46,7 +46,7 @@ def _producer(address: str, name: str) -> tuple[zmq.Context[Any], zmq.Socket[Any
 async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Path, address: str) -> None:
     """Events, last seq, producer drops (a base past what came), sink writes and bad frames all show."""
     status_bind = free_address()
-    async with running_collector(tmp_path, address, sinks=("json", "csv"),
+    async with running_collector(tmp_path, address, sinks=("json", "csv", "tensorboard"),
                                  status_bind=status_bind) as collector:
         server = _status_server(collector)
         await asyncio.wait_for(server.ready.wait(), 10)
@@ -68,7 +68,13 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
     assert answer["producers"]["p1"] == {"events": 4, "last_seq": 6, "acked": 6, "dropped": 3, "lag": 0}
     assert answer["dropped"] == 3 and answer["quarantined"] == 1
     assert {n: (s["events"], s["queued"], s["errors"]) for n, s in answer["sinks"].items()} == {
-        "json": (4, 0, 0), "csv": (4, 0, 0)}
+        "json": (4, 0, 0), "csv": (4, 0, 0), "tensorboard": (4, 0, 0)}
+    trial = tmp_path / EXPERIMENT / TRIAL_DIR
+    assert answer["sinks"]["json"]["bytes"] == sum(
+        (trial / name).stat().st_size for name in ("result.json", "params.json", "params.pkl"))
+    assert answer["sinks"]["csv"]["bytes"] == (trial / "progress.csv").stat().st_size
+    assert answer["sinks"]["tensorboard"]["bytes"] == sum(
+        p.stat().st_size for p in trial.glob("events.out.tfevents.*"))
     table = render_status(answer)
     assert "p1" in table and "quarantined frames 1" in table and "dropped events 3" in table
 
