@@ -74,6 +74,27 @@ async def test_full_spool_drops_by_policy_and_counts(tmp_path: Path, address: st
         assert rows[-1] < COUNT
 
 
+async def test_block_holds_the_driver_back_and_drops_nothing(tmp_path: Path, address: str) -> None:
+    """With memory and spool full, block leaves the hand-over queue full (no room) and loses nothing."""
+    one = len(result_event("p1", 1)) + 12
+    sender = _sender(address, tmp_path, max_buffer_events=5, spool_max_bytes=30 + 20 * one,
+                     max_handoff_events=50, when_full=FullPolicy.BLOCK)
+    submit_results(sender, 100)
+    assert not await asyncio.to_thread(sender.wait_for_room, 0.5)  # the callback would wait here
+    assert not sender.accepting() and sender.dropped == 0
+    async with running_collector(tmp_path / "out", address):
+        assert await asyncio.to_thread(sender.wait_for_room, 30)
+        submit_results_from(sender, 101, COUNT)
+        assert await asyncio.to_thread(sender.flush, 30)
+    sender.close()
+    assert written(tmp_path / "out") == list(range(1, COUNT + 1)) and sender.dropped == 0
+
+
+def submit_results_from(sender: Sender, first: int, last: int) -> None:
+    for seq in range(first, last + 1):
+        sender.submit(seq, result_event(sender.producer, seq))
+
+
 async def test_undelivered_events_are_saved_and_replayed_once(tmp_path: Path, address: str) -> None:
     """Closing without a collector saves a spool; replaying it twice writes every event once."""
     sender = _sender(address, tmp_path)
