@@ -108,8 +108,14 @@ def _saturation(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
              _met(r["lost_total"] == 0))]
 
 
+def _sinks(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    return [(f"{name} sink alone, {r['scalars_per_result']}-scalar results/s", f"{x['ours_per_s']:,}",
+             f"Tune's {x['tune_callback']} callback {x['tune_per_s']:,} ({x['speedup']}x)", "", "")
+            for name, x in r["sinks"].items()]
+
+
 BUILDERS = {"driver_cost": _driver, "throughput": _throughput, "latency": _latency, "isolation": _isolation,
-            "sweep": _sweep, "saturation": _saturation}
+            "sweep": _sweep, "saturation": _saturation, "sinks": _sinks}
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:
