@@ -110,7 +110,8 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="interface for --metrics-port (default: %(default)s)")
     p.add_argument("--log-interval-s", type=_non_negative_float, default=30.0,
                    help="log a line of throughput and lag this often, 0 for never (default: %(default)s)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="how much the collector logs (default: %(default)s)")
     p.add_argument("--config", type=Path, default=None,
                    help="TOML file of these flags (names with - or _); flags given here override it")
 

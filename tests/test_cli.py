@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
+
+from pipeline.config import CollectorConfig
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -19,11 +22,11 @@ def test_help_lists_every_command_and_collect_flag() -> None:
     assert top.returncode == 0
     for command in ("collect", "demo", "replay", "keygen"):
         assert command in top.stdout
-    collect = _run("collect", "--help").stdout
-    for flag in ("--bind", "--out", "--sinks", "--max-queue-events", "--batch-max-events",
-                 "--batch-linger-s", "--max-message-bytes", "--quarantine-max-bytes",
-                 "--curve-secret-key", "--curve-clients"):
-        assert flag in collect
+    collect = " ".join(_run("collect", "--help").stdout.split())
+    flags = ["--" + f.name.replace("_", "-") for f in dataclasses.fields(CollectorConfig)]
+    for flag in [*flags, "--log-level", "--config"]:
+        assert flag in collect, f"CollectorConfig.{flag} has no flag"
+    assert collect.count("(default: ") >= len(flags) - 4  # the key and repo paths have none
 
 
 @pytest.mark.parametrize("args", [
