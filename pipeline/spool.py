@@ -39,6 +39,7 @@ class Spool:
         self.max_bytes = max_bytes
         self._header = _header(producer)
         self._f: BinaryIO | None = None
+        self._at_end = False
         self._read_at = self._write_at = len(self._header)
         self.unread = 0
 
@@ -57,7 +58,9 @@ class Spool:
         f = self._open()
         if self._write_at + size > self.max_bytes:
             self._compact(f)
-        f.seek(self._write_at)
+        if not self._at_end:  # a seek flushes the write buffer: only when a read moved away
+            f.seek(self._write_at)
+            self._at_end = True
         f.write(RECORD.pack(len(data), seq))
         f.write(data)
         self._write_at += RECORD.size + len(data)
@@ -70,6 +73,7 @@ class Spool:
             return []
         f = self._open()
         f.flush()
+        self._at_end = False
         f.seek(self._read_at)
         items = []
         for _ in range(min(max_events, self.unread)):
@@ -95,6 +99,7 @@ class Spool:
         if self._f is not None:
             self._f.close()
             self._f = None
+            self._at_end = False
             if not self.unread:
                 self.path.unlink(missing_ok=True)
 
@@ -110,6 +115,7 @@ class Spool:
         """Move the unread records to the front of the file, a chunk at a time."""
         src, dst = self._read_at, len(self._header)
         while src < self._write_at:
+            self._at_end = False
             f.seek(src)
             chunk = f.read(min(COPY_CHUNK, self._write_at - src))
             f.seek(dst)
@@ -125,6 +131,7 @@ class Spool:
             return None
         f = self._open()
         f.flush()
+        self._at_end = False
         f.seek(self._read_at)
         return int(RECORD.unpack(f.read(RECORD.size))[1])
 
@@ -139,6 +146,7 @@ class Spool:
             return iter(())
         f = self._open()
         f.flush()
+        self._at_end = False
         f.seek(self._read_at)
         return (_read_record(f) for _ in range(self.unread))
 
