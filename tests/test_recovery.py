@@ -15,6 +15,7 @@ from ray import tune
 from pipeline import BusCallback
 from pipeline.demo import start_collector
 from tests.conftest import wait_for
+from tests.sink_sweeps import read_tensorboard
 from tests.trainables import expected_row, until_told
 
 KILLS = 10
@@ -26,7 +27,7 @@ def _rows(trial_dir: Path) -> list[dict[str, object]]:
 
 def test_kill_9_ten_times_leaves_every_row_exactly_once(ray_session: None, address: str,
                                                         tmp_path: Path) -> None:
-    """Ten SIGKILLs of the collector mid-sweep: result.json and progress.csv hold each row once."""
+    """Ten SIGKILLs mid-sweep: result.json, progress.csv and TensorBoard hold each row once."""
     out = tmp_path / "out"
     stop_file = tmp_path / "stop"
     killed: list[int] = []
@@ -72,6 +73,9 @@ def test_kill_9_ten_times_leaves_every_row_exactly_once(ray_session: None, addre
             table = list(csv.DictReader(f))
         assert [int(r["training_iteration"]) for r in table] == list(range(1, last + 1))
         assert [r["label"] for r in table] == [f"row-{i}" for i in range(1, last + 1)]
+        value = read_tensorboard(trial_dir)["scalars"]["ray/tune/value"]
+        assert value == [(i, float(k * i)) for i in range(1, last + 1)]  # no step twice or missing
+        assert json.loads((trial_dir / "params.json").read_text()) == result.config
 
 
 @pytest.mark.parametrize("with_rewrite", [False, True])
