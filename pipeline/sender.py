@@ -126,9 +126,7 @@ class Sender:
         self._polls = 0
         self._changed = threading.Condition()
         self._closing = threading.Event()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = threading.Event()
         self._asleep = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"tunebus-sender-{producer}", daemon=True)
@@ -157,13 +155,7 @@ class Sender:
         self._submitted += 1
         self._last_seq = seq
         if self._asleep:
-            self._wake()
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:  # the pipe is full: a wake-up is already pending
-            pass
+            self._wakeup.set()  # no system call while holding the GIL: the driver goes straight on
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted so far is acknowledged (or dropped); False on timeout."""
@@ -186,12 +178,8 @@ class Sender:
         if self._closing.is_set():
             return delivered
         self._closing.set()
-        self._wake()
+        self._wakeup.set()
         self._thread.join(timeout=30)
-        if not self._thread.is_alive():
-            self._asleep = False
-            os.close(self._wake_r)
-            os.close(self._wake_w)
         return delivered
 
     def stats(self) -> SenderStats:
@@ -220,9 +208,6 @@ class Sender:
                 self._changed.notify_all()
 
     def _loop(self, sock: zmq.Socket[Any]) -> None:
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
         interval_ms = max(1, int(self.config.send_interval_s * 1000))
         retry_ms = interval_ms
         last_progress = time.monotonic()
@@ -232,14 +217,12 @@ class Sender:
             sent = self._send_queued(sock)
             retry_ms = interval_ms if sent else min(MAX_RETRY_MS, retry_ms * 2)
             self._spool.sync()
-            ready = dict(poller.poll(self._sleep_ms(interval_ms, retry_ms, last_progress)))
-            self._polls += 1
-            self._asleep = False
-            if self._wake_r in ready:
-                self._drain_wakes()
-                time.sleep(self.config.send_interval_s)  # let a batch gather behind the first event
-            if ready.get(sock) and self._read_control(sock):
+            if self._idle():
+                self._sleep_until_woken()
+                continue
+            if sock.poll(retry_ms if self._queued else interval_ms, zmq.POLLIN) and self._read_control(sock):
                 last_progress = time.monotonic()
+            self._polls += 1
             if not self._inflight:
                 last_progress = time.monotonic()
             elif time.monotonic() - last_progress > self.config.resend_after_s:
@@ -249,25 +232,21 @@ class Sender:
                 last_progress = time.monotonic()
             self._settle()
 
-    def _sleep_ms(self, interval_ms: int, retry_ms: int, last_progress: float) -> int:
-        """How long to wait for the socket; past one interval, a submit must wake the thread."""
-        if self._queued:
-            return retry_ms  # the collector is away or slow: try again, less often each time
-        if self._incoming or self._spool.unread:
-            return interval_ms
-        timeout = int(self.config.idle_poll_s * 1000)
-        if self._inflight:
-            waited_ms = (time.monotonic() - last_progress) * 1000
-            timeout = max(interval_ms, int(self.config.resend_after_s * 1000 - waited_ms) + 1)
-        self._asleep = True
-        return 0 if self._incoming else timeout  # a submit that came before the flag was up
+    def _idle(self) -> bool:
+        """Nothing to send and nothing waiting for an ack: no reason to watch the socket."""
+        return not (self._incoming or self._queued or self._inflight or self._spool.unread)
 
-    def _drain_wakes(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+    def _sleep_until_woken(self) -> None:
+        """Sleep until a submit (or close) sets the flag, then linger so a batch gathers."""
+        self._settle()
+        self._wakeup.clear()
+        self._asleep = True
+        if not self._incoming:  # a submit that came before the flag was up is not missed
+            self._wakeup.wait(self.config.idle_poll_s)
+        self._asleep = False
+        self._polls += 1
+        if self._incoming and not self._closing.is_set():
+            time.sleep(self.config.send_interval_s)
 
     def _memory_has_room(self, nbytes: int) -> bool:
         cfg = self.config
