@@ -1,0 +1,107 @@
+"""BusCallback: every hook Tune calls becomes one event, in order, on a real socket, with Tune's names."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from bench.trials import real_trials, trial_dir_name
+from pipeline import BusCallback
+from pipeline.codec import decode_frame
+from pipeline.events import Event, Kind
+
+
+class AckingCollector(threading.Thread):
+    """A bare ROUTER that records every event it gets and acknowledges it at once."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.address = f"tcp://127.0.0.1:{self.sock.bind_to_random_port('tcp://127.0.0.1')}"
+        self.events: list[Event] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            if self.sock.poll(50):
+                identity, raw = self.sock.recv_multipart()
+                frame = decode_frame(raw)
+                assert not frame.faults, frame.faults
+                self.events.extend(frame.events)
+                self.sock.send_multipart([identity, msgpack.packb(["ack", frame.events[-1].seq])])
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+@pytest.fixture
+def collector() -> Iterator[AckingCollector]:
+    c = AckingCollector()
+    c.start()
+    yield c
+    c.done.set()
+    c.join(timeout=10)
+
+
+class _Checkpoint:
+    path = "/storage/exp/trial/checkpoint_000001"
+
+
+def test_every_hook_is_one_event_in_order(ray_session: None, tmp_path: Path,
+                                          collector: AckingCollector) -> None:
+    """Setup, the eight trial hooks and experiment end arrive once each, seq 0.., named as Tune names them."""
+    trials = real_trials(tmp_path, "exp_hooks", 2)
+    trial = trials[0]
+    cb = BusCallback(collector.address, end_timeout_s=30)
+    cb.setup(stop={"training_iteration": 3}, num_samples=2, total_num_samples=2)
+    cb.on_trial_start(iteration=0, trials=trials, trial=trial)
+    cb.on_trial_restore(iteration=1, trials=trials, trial=trial)
+    cb.on_trial_save(iteration=2, trials=trials, trial=trial)
+    cb.on_checkpoint(iteration=3, trials=trials, trial=trial, checkpoint=_Checkpoint())
+    cb.on_trial_result(iteration=4, trials=trials, trial=trial,
+                       result={"loss": np.float32(0.5), "training_iteration": 1, "nested": {"a": 1}})
+    cb.on_trial_recover(iteration=5, trials=trials, trial=trial)
+    cb.on_trial_error(iteration=6, trials=trials, trial=trial)
+    cb.on_trial_complete(iteration=7, trials=trials, trial=trials[1])
+    cb.on_experiment_end(trials=trials)  # waits for the acks, then closes the sender
+
+    kinds = [e.kind for e in collector.events]
+    assert kinds == [Kind.SETUP, Kind.TRIAL_START, Kind.TRIAL_RESTORE, Kind.TRIAL_SAVE, Kind.CHECKPOINT,
+                     Kind.RESULT, Kind.TRIAL_RECOVER, Kind.TRIAL_ERROR, Kind.TRIAL_COMPLETE,
+                     Kind.EXPERIMENT_END]
+    assert [e.seq for e in collector.events] == list(range(10))
+    assert {e.producer for e in collector.events} == {cb.stream}
+    start, result, end = collector.events[1], collector.events[5], collector.events[-1]
+    assert (start.experiment, start.trial, start.trial_dir) == ("exp_hooks", trial.trial_id,
+                                                                trial_dir_name(trial))
+    assert start.payload["config"] == trial.config and isinstance(start.payload["params_pkl"], bytes)
+    assert collector.events[4].payload["path"] == _Checkpoint.path
+    assert result.payload["loss"] == np.float32(0.5) and result.payload["nested"] == {"a": 1}
+    assert end.payload["trials"] == {t.trial_id: str(t.status) for t in trials}
+
+
+def test_constructing_it_switches_off_tunes_own_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BusCallback sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS unless asked to keep Tune's loggers."""
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    BusCallback("tcp://127.0.0.1:1", disable_builtin_loggers=False)
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
+    BusCallback("tcp://127.0.0.1:1")
+    assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1"
+
+
+@pytest.mark.parametrize("bad", [{"address": "localhost:5555"}, {"end_timeout_s": -1},
+                                 {"curve_secret_key": "only-one.key_secret"}])
+def test_bad_arguments_are_refused_with_the_value(bad: dict[str, Any]) -> None:
+    """A bad address, timeout or half a CurveZMQ pair is a ValueError naming what is wrong."""
+    args = {"address": "tcp://127.0.0.1:5555", **bad}
+    with pytest.raises(ValueError):
+        BusCallback(args.pop("address"), **args)
