@@ -20,6 +20,7 @@ TARGET_RATIO = 1.1
 
 
 def _callbacks(kind: str, address: str) -> list[Any]:
+    """``none``; ``builtin``: Tune's four; ``bus``: every sink; ``bus_no_aim``: the files only."""
     from pipeline.callback import BusCallback
 
     if kind == "none":
@@ -35,7 +36,8 @@ def run_sweep(kind: str, storage: Path, trials: int, iterations: int) -> dict[st
 
     from bench.trainables import fast
 
-    collector = CollectorProcess(storage, available_sinks()) if kind == "bus" else None
+    sinks = available_sinks() if kind == "bus" else tuple(s for s in available_sinks() if s != "aim")
+    collector = CollectorProcess(storage, sinks) if kind.startswith("bus") else None
     try:
         tuner = tune.Tuner(
             fast,
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # Unmeasured: the first fit of a session pays for worker start-up and imports.
             run_sweep("none", Path(tmp) / "warmup", 2, 5)
             rows = [run_sweep(kind, Path(tmp) / kind, trials, iterations)
-                    for kind in ("none", "builtin", "bus")]
+                    for kind in ("none", "builtin", "bus", "bus_no_aim")]
     finally:
         ray.shutdown()
     by = {row["loggers"]: row for row in rows}

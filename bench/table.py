@@ -97,7 +97,12 @@ def _sweep(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
              f"none {by['none']['wall_s']} / {by['none']['driver_cpu_s']}; Tune's four "
              f"{by['builtin']['wall_s']} / {by['builtin']['driver_cpu_s']} "
              f"({v['builtin']['wall']}x / {v['builtin']['driver_cpu']}x)",
-             "<= 1.1x none", _met(r["target"]["met"]))]
+             "<= 1.1x none", _met(r["target"]["met"]))] + ([(
+             "same sweep, bus writing JSON, CSV and TensorBoard only",
+             f"{by['bus_no_aim']['wall_s']} / {by['bus_no_aim']['driver_cpu_s']} "
+             f"({v['bus_no_aim']['wall']}x / {v['bus_no_aim']['driver_cpu']}x; "
+             f"collector {by['bus_no_aim']['collector_cpu_s']} s CPU)",
+             "the Aim sink's CPU, on the same two cores, is the rest", "", "")] if "bus_no_aim" in by else [])
 
 
 def _saturation(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
