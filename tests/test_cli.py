@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,17 @@ def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:
         ctx.term()
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith("tunebus collect: error: cannot bind")
+
+
+def test_the_demo_runs_a_sweep_and_says_where_the_files_went(tmp_path: Path) -> None:
+    """tunebus demo (the README's main job) writes every result and names the experiment folder."""
+    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(tmp_path),
+                           "--trials", "2", "--iterations", "5"], capture_output=True, text=True,
+                          timeout=240, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 trials, 10 results written by the collector" in done.stdout
+    [experiment] = [p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert str(experiment) in done.stdout
+    rows = [len((d / "result.json").read_text().splitlines()) for d in experiment.iterdir()
+            if (d / "result.json").exists()]
+    assert rows == [5, 5]
