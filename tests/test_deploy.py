@@ -135,6 +135,17 @@ def test_kubernetes_collector_deployment_service_and_claim_fit_together(
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(container_ports)
     assert args["bind"].endswith(f":{container_ports['bus']}")
     assert args["metrics_port"] == container_ports["metrics"]
+    secrets = _secret_mounts(pod, container)
+    key, clients = Path(args["curve_secret_key"]), Path(args["curve_clients"])
+    assert secrets[str(key.parent)] != secrets[str(clients)]  # the secret key never sits with the clients'
+    assert pod["volumes"][[v["name"] for v in pod["volumes"]].index("collector-curve")]["secret"][
+        "defaultMode"] == 0o400
+
+
+def _secret_mounts(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """Mount path -> Secret name, for every Secret volume the container mounts."""
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    return {m["mountPath"]: secrets[m["name"]] for m in container["volumeMounts"] if m["name"] in secrets}
 
 
 def test_kuberay_head_mounts_the_results_claim_and_points_at_the_service() -> None:
@@ -156,3 +167,8 @@ def test_kuberay_head_mounts_the_results_claim_and_points_at_the_service() -> No
                         for v in head["volumes"]))
     assert mount["mountPath"] == collector["volumeMounts"][0]["mountPath"]
     assert "ReadWriteMany" in kinds["PersistentVolumeClaim"]["spec"]["accessModes"]
+    driver_keys = _secret_mounts(head, container)
+    for name in ("TUNEBUS_CURVE_SECRET_KEY", "TUNEBUS_CURVE_SERVER_KEY"):
+        assert str(Path(env[name]).parent) in driver_keys, f"{name} is not in a mounted Secret"
+    pod = deployment["spec"]["template"]["spec"]
+    assert set(driver_keys.values()).isdisjoint(_secret_mounts(pod, collector).values())
