@@ -113,7 +113,7 @@ class AimSink:
             if self.metrics and key not in self.metrics:
                 continue
             if isinstance(value, SCALAR_TYPES) and _finite(value):
-                values[PREFIX + key] = value
+                values[PREFIX + (key if type(key) is str else str(key))] = value
         return values
 
     def _note_ip(self, trial: TrialRef, run: Any, result: dict[str, Any]) -> None:

@@ -160,7 +160,7 @@ class TensorBoardSink:
         values: list[Summary.Value] = []
         valid: dict[str, Any] = {}
         for key, value in flatten(result, skip=SKIP).items():
-            attr = PREFIX + key
+            attr = PREFIX + (key if type(key) is str else str(key))
             if isinstance(value, SCALAR_TYPES):
                 number = self._number(attr, value)
                 if number is not None:

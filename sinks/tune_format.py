@@ -15,6 +15,7 @@ __all__ = ["flatten", "json_line", "params_json", "scrub_hparams", "without"]
 
 _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+JSON_KEY_TYPES = (str, int, float, bool, type(None))
 
 
 def flatten(result: dict[str, Any], delimiter: str = "/",
@@ -28,8 +29,8 @@ def flatten(result: dict[str, Any], delimiter: str = "/",
     nested: list[tuple[str, dict[Any, Any]]] = []
     for key, value in result.items():
         if isinstance(value, dict):
-            if key not in skip:
-                nested.append((key, value))
+            if key not in skip:  # Ray's own join raises on a key that is not a string
+                nested.append((key if type(key) is str else str(key), value))
         elif key not in skip:
             flat[key] = value
     while nested:
@@ -143,8 +144,8 @@ def params_json(config: dict[str, Any]) -> bytes:
 
 def _plain(value: Any) -> Any:
     """``value`` as plain Python values the standard json module writes as Tune does."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, dict):  # keys json cannot take (bytes, tuples) as their str, not a crash
+        return {k if isinstance(k, JSON_KEY_TYPES) else str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, (str, int, float, type(None))) and not isinstance(value, np.generic):
