@@ -15,7 +15,7 @@ import zmq
 import zmq.asyncio
 
 from pipeline.bus import CurveKeys, collector_socket, start_authenticator
-from pipeline.codec import Frame, decode_frame, encode_control
+from pipeline.codec import Frame, decode_frame, encode_control, encode_event
 from pipeline.events import Event, SchemaError
 from pipeline.fanout import Fanout
 from pipeline.quarantine import Quarantine
@@ -80,6 +80,7 @@ class Collector:
         self._progress = asyncio.Event()
         for worker in fanout.workers:
             worker.on_progress = self._progress.set
+            worker.on_poison = self._poisoned
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; returns once everything received is written."""
@@ -166,6 +167,13 @@ class Collector:
         if len(accepted) < len(frame.events) and producer in self._acked:
             self._send(sock, identity, "ack", self._acked[producer])
         return accepted
+
+    def _poisoned(self, sink: str, event: Event, exc: Exception) -> None:
+        """An event a sink cannot write because of its data: quarantined, as a bad frame is."""
+        raw = encode_event(event.kind, event.producer, event.seq, event.ts, event.experiment,
+                           event.trial, event.trial_dir, event.payload)
+        fault = SchemaError("sink-refused", f"{sink}: {type(exc).__name__}: {exc}"[:300])
+        self.quarantine.add(event.producer.encode(), raw, [fault])
 
     async def _ack_loop(self, sock: zmq.asyncio.Socket) -> None:
         while True:

@@ -22,6 +22,11 @@ __all__ = ["EventQueue", "Fanout", "SinkStats", "SinkWorker"]
 log = logging.getLogger(__name__)
 
 MAX_RETRY_DELAY_S = 30.0
+POISON_AFTER = 3
+"""Failures of one batch with a data error before it is tried event by event to find poison."""
+DATA_ERRORS = (TypeError, ValueError, LookupError, AttributeError, ArithmeticError, RecursionError)
+"""What a sink raises when an event's values are at fault; anything else (OSError, a locked Aim
+repo's RuntimeError) is the environment, and the batch waits for it, however long."""
 
 
 class EventQueue:
@@ -108,6 +113,8 @@ class SinkStats:
     batches: int = 0
     events: int = 0
     errors: int = 0
+    poisoned: int = 0
+    """Events this sink could not write because of their data, skipped (see ``on_poison``)."""
     last_error: str = ""
     busy_s: float = 0.0
 
@@ -137,6 +144,8 @@ class SinkWorker:
     filters: Sequence[Filter] = ()
     durable: bool = True
     on_progress: Callable[[], None] = lambda: None
+    on_poison: Callable[[str, Event, Exception], None] = lambda sink, event, exc: log.error(
+        "sink %s skipped event %s/%d it cannot write: %r", sink, event.producer, event.seq, exc)
     stats: SinkStats = field(default_factory=SinkStats)
     marks: dict[str, int] = field(default_factory=dict)
     ledger: Ledger | None = None
@@ -171,17 +180,19 @@ class SinkWorker:
                 self.backlog.close()
 
     async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> None:
-        fresh = self.ledger.fresh(batch) if self.ledger is not None else batch
-        events = apply_filters(self.filters, fresh)
-        delay = 0.1
-        while True:
+        """Write ``batch``, retrying with backoff until it is written (poison events aside)."""
+        delay, data_failures = 0.1, 0
+        while batch:
             started = time.monotonic()
             try:
-                await loop.run_in_executor(self._thread, self._apply, batch, events)
+                await self._deliver(loop, batch)
             except Exception as exc:  # noqa: BLE001 - a failing sink is retried, never fatal
-                self.stats.errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("sink %s failed (%s); retrying in %.1fs", self.name, exc, delay)
+                self._failed(exc, delay)
+                data_failures = data_failures + 1 if isinstance(exc, DATA_ERRORS) else 0
+                if data_failures >= POISON_AFTER:
+                    batch, data_failures = await self._one_by_one(loop, batch), 0
+                    if not batch:
+                        return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
                 continue
@@ -189,6 +200,40 @@ class SinkWorker:
             self.stats.batches += 1
             self.stats.events += len(batch)
             return
+
+    async def _deliver(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> None:
+        fresh = self.ledger.fresh(batch) if self.ledger is not None else batch
+        await loop.run_in_executor(self._thread, self._apply, batch, apply_filters(self.filters, fresh))
+
+    async def _one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> list[Event]:
+        """Write ``batch`` an event at a time; returns what is left to retry.
+
+        An event that raises a data error while a later event is written fine is poison:
+        its values, not the disk or the repo, are at fault. It is handed to ``on_poison``
+        and skipped. Failures with nothing written after them are left for the retry.
+        """
+        suspects: list[tuple[Event, Exception]] = []
+        for i, event in enumerate(batch):
+            try:
+                await self._deliver(loop, [event])
+            except DATA_ERRORS as exc:  # judged below, against the events after it
+                suspects.append((event, exc))
+                if len(suspects) == i + 1 == POISON_AFTER:  # nothing gets through: not the data
+                    return [e for e, _ in suspects] + batch[i + 1:]
+                continue
+            except Exception:  # noqa: BLE001 - the environment: the retry waits for it
+                return [e for e, _ in suspects] + batch[i:]
+            for bad, error in suspects:
+                self.stats.poisoned += 1
+                self.on_poison(self.name, bad, error)
+            self.stats.events += 1 + len(suspects)
+            suspects.clear()
+        return [e for e, _ in suspects]
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        log.error("sink %s failed (%s); retrying in %.1fs", self.name, exc, delay)
 
     def _apply(self, batch: list[Event], events: list[Event]) -> None:
         """Write one batch in the sink's thread; on failure, roll the files back to the ledger."""

@@ -207,3 +207,19 @@ async def test_curve_admits_only_known_clients(tmp_path: Path, address: str) -> 
         for sender in (plain, stranger, known):
             sender.close()
     assert written(tmp_path / "out") == [1, 2, 3, 4, 5]
+
+
+async def test_an_event_a_sink_refuses_is_quarantined_as_a_bad_frame_is(tmp_path: Path, address: str) -> None:
+    """The collector hands each sink's poison events to the quarantine, re-encoded, with the sink's error."""
+    from pipeline.codec import decode_frame
+    from pipeline.events import Event
+
+    event = Event("result", "p1", 4, 1.0, "exp", "t1", "t1_dir", {"i": 4})
+    async with running_collector(tmp_path / "out", address) as collector:
+        worker = collector.fanout.workers[0]
+        worker.on_poison(worker.name, event, ValueError("cannot write this value"))
+        assert collector.snapshot()["faults"] == {"sink-refused": 1}
+    [record] = read_quarantine(tmp_path / "out" / ".tunebus" / "quarantine.msgpack")
+    assert record[1] == b"p1" and "json: ValueError: cannot write this value" in record[2][0]
+    [back] = decode_frame(frame_events("p1", 4, [record[3]])).events
+    assert back == event

@@ -121,3 +121,48 @@ async def test_a_failing_sink_is_retried_and_holds_back_only_its_own_mark(tmp_pa
     await fanout.drain()
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert healthy.calls[-1] == ("closed", None)
+
+
+class PoisonSink(RecordingSink):
+    """Raises ValueError on the results whose ``i`` is in ``poison``; RuntimeError while ``down``."""
+
+    name = "poison"
+
+    def __init__(self, poison: set[int], down: int = 0) -> None:
+        super().__init__()
+        self.poison, self.down = poison, down
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        if self.down:
+            self.down -= 1
+            raise RuntimeError("repo locked")  # not an OSError, yet not the data's fault
+        if any(r["i"] in self.poison for r in results):
+            raise ValueError("cannot write this value")
+        super().write_results(trial, results)
+
+
+async def _run_worker(sink: RecordingSink, tmp_path: Path, count: int) -> SinkWorker:
+    worker = SinkWorker(sink, TrialFiles(tmp_path), BatchPolicy(100, 0, 1000))
+    worker.poisoned_seen = []  # type: ignore[attr-defined]
+    worker.on_poison = lambda name, event, exc: worker.poisoned_seen.append((name, event.seq))  # type: ignore
+    task = asyncio.create_task(worker.run())
+    await worker.queue.put(_results(count))
+    await worker.queue.close()
+    await asyncio.wait_for(task, 30)
+    return worker
+
+
+async def test_an_event_a_sink_cannot_write_is_skipped_and_reported(tmp_path: Path) -> None:
+    """A result that raises a data error while its neighbours write is poison: reported, skipped."""
+    sink = PoisonSink({7, 30})
+    worker = await _run_worker(sink, tmp_path, 50)
+    assert sink.rows == [i for i in range(50) if i not in (7, 30)]
+    assert worker.poisoned_seen == [("poison", 7), ("poison", 30)]  # type: ignore[attr-defined]
+    assert worker.stats.poisoned == 2 and worker.stats.events == 50 and worker.marks["p"] == 49
+
+
+async def test_a_sink_down_for_every_event_loses_nothing(tmp_path: Path) -> None:
+    """RuntimeError on every write for a while (a locked repo) is not poison: all is written after."""
+    sink = PoisonSink(set(), down=4)
+    worker = await _run_worker(sink, tmp_path, 50)
+    assert sink.rows == list(range(50)) and worker.stats.poisoned == 0 and worker.stats.errors == 4
