@@ -169,8 +169,7 @@ class SinkWorker:
         loop = asyncio.get_running_loop()
         try:
             while batch := await self.queue.get_batch(self.policy.max_events, self.policy.linger_s):
-                await self._write(loop, batch)
-                for event in batch:
+                for event in await self._write(loop, batch):
                     self.marks[event.producer] = event.seq
                 self.on_progress()
         finally:
@@ -179,9 +178,13 @@ class SinkWorker:
             if self.backlog is not None:
                 self.backlog.close()
 
-    async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> None:
-        """Write ``batch``, retrying with backoff until it is written (poison events aside)."""
-        delay, data_failures = 0.1, 0
+    async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> list[Event]:
+        """Write ``batch``, retrying with backoff until it is written (poison events aside).
+
+        Returns every event it took, in order: ``batch``, and any taken from the queue to
+        judge a suspect that had no events after it.
+        """
+        taken, delay, data_failures = list(batch), 0.1, 0
         while batch:
             started = time.monotonic()
             try:
@@ -192,14 +195,18 @@ class SinkWorker:
                 if data_failures >= POISON_AFTER:
                     batch, data_failures = await self._one_by_one(loop, batch), 0
                     if not batch:
-                        return
+                        return taken
+                    if len(self.queue):  # later events tell a poison event from a bad disk
+                        more = await self.queue.get_batch(self.policy.max_events, 0)
+                        batch, taken = batch + more, taken + more
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
                 continue
             self.stats.busy_s += time.monotonic() - started
             self.stats.batches += 1
             self.stats.events += len(batch)
-            return
+            return taken
+        return taken
 
     async def _deliver(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> None:
         fresh = self.ledger.fresh(batch) if self.ledger is not None else batch

@@ -141,12 +141,16 @@ class PoisonSink(RecordingSink):
         super().write_results(trial, results)
 
 
-async def _run_worker(sink: RecordingSink, tmp_path: Path, count: int) -> SinkWorker:
+async def _run_worker(sink: RecordingSink, tmp_path: Path, count: int, later: int = 0) -> SinkWorker:
     worker = SinkWorker(sink, TrialFiles(tmp_path), BatchPolicy(100, 0, 1000))
     worker.poisoned_seen = []  # type: ignore[attr-defined]
     worker.on_poison = lambda name, event, exc: worker.poisoned_seen.append((name, event.seq))  # type: ignore
     task = asyncio.create_task(worker.run())
     await worker.queue.put(_results(count))
+    if later:
+        while worker.stats.errors < 1:  # the first batch is taken and failing
+            await asyncio.sleep(0.01)
+        await worker.queue.put(_results(later, start=count))
     await worker.queue.close()
     await asyncio.wait_for(task, 30)
     return worker
@@ -166,3 +170,11 @@ async def test_a_sink_down_for_every_event_loses_nothing(tmp_path: Path) -> None
     sink = PoisonSink(set(), down=4)
     worker = await _run_worker(sink, tmp_path, 50)
     assert sink.rows == list(range(50)) and worker.stats.poisoned == 0 and worker.stats.errors == 4
+
+
+async def test_a_poison_event_last_in_its_batch_is_judged_by_the_events_after_it(tmp_path: Path) -> None:
+    """With nothing after it the suspect waits; events that arrive later show it is the data."""
+    sink = PoisonSink({49})
+    worker = await _run_worker(sink, tmp_path, 50, later=10)
+    assert sink.rows == [i for i in range(60) if i != 49]
+    assert worker.poisoned_seen == [("poison", 49)] and worker.marks["p"] == 59  # type: ignore[attr-defined]
