@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
 BLOCK_LOG_INTERVAL_S = 10.0
+UNHEARD_END_TIMEOUT_S = 2.0
+"""How long the end of a run waits when no collector has acknowledged anything yet."""
 
 
 class BusCallback(Callback):
@@ -34,7 +36,8 @@ class BusCallback(Callback):
         address: the collector's bus address, e.g. ``tcp://127.0.0.1:5555``.
         end_timeout_s: how long ``on_experiment_end`` waits for the collector
             to confirm that every event is written (``Tuner.fit`` reads the
-            files right after). 0 does not wait.
+            files right after). 0 does not wait; when no collector has answered
+            at all, it waits at most 2 s and the events go to the spool.
         sender: memory and spool bounds, full policy and timings of the sender.
         disable_builtin_loggers: set ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``
             so Tune does not also write the same files itself.
@@ -186,7 +189,12 @@ class BusCallback(Callback):
             statuses.setdefault(experiment, {})[trial_id] = str(trial.status)
         for experiment, trial_statuses in statuses.items():
             self._emit(Kind.EXPERIMENT_END.value, (experiment, "", ""), {"trials": trial_statuses})
-        self.flush(self.end_timeout_s)
+        timeout_s = self.end_timeout_s
+        if self._sender is not None and not self._sender.heard_from_collector():
+            # No collector ever answered: waiting the whole timeout would only slow fit() down.
+            timeout_s = min(timeout_s, UNHEARD_END_TIMEOUT_S)
+            log.warning("tunebus: no collector at %s has answered; not waiting for one", self.address)
+        self.flush(timeout_s)
         self.close()
 
     def flush(self, timeout_s: float) -> bool:

@@ -182,6 +182,10 @@ class Sender:
         self._thread.join(timeout=30)
         return delivered
 
+    def heard_from_collector(self) -> bool:
+        """Whether any collector has acknowledged anything this sender sent."""
+        return self._acked_seq >= 0
+
     def stats(self) -> SenderStats:
         return SenderStats(
             submitted=self._submitted, acked_seq=self._acked_seq,

@@ -52,8 +52,9 @@ def test_a_sweep_that_starts_20s_before_its_collector_loses_nothing(
     procs: list[subprocess.Popen[bytes]] = []
     late = threading.Timer(20.0, lambda: procs.append(start_collector(address, tmp_path)))
     late.start()
-    try:
-        grid = _sweep(tmp_path, "late", BusCallback(address, end_timeout_s=120), stop_file)
+    try:  # 2,500 iterations of 10 ms: the collector comes while the trials still run
+        grid = _sweep(tmp_path, "late", BusCallback(address, end_timeout_s=120), stop_file,
+                      min_iters=2_500)
         assert procs, "the sweep ended before the collector started"
     finally:
         late.cancel()
@@ -87,6 +88,25 @@ def test_sigterm_mid_sweep_then_a_restart_loses_and_doubles_nothing(
         assert procs[-1].wait(timeout=60) == 0
     assert len(procs) == 2
     _assert_complete(grid)
+
+
+def test_with_no_collector_at_all_fit_does_not_wait_and_a_replay_delivers(
+        ray_session: None, address: str, tmp_path: Path) -> None:
+    """No collector ever answers: fit() ends without its 600 s wait; the spool replayed writes every row."""
+    stop_file, spool_dir = tmp_path / "stop", tmp_path / "spool"
+    stop_file.touch()
+    callback = BusCallback(address, end_timeout_s=600, sender=SenderConfig(spool_dir=str(spool_dir)))
+    _sweep(tmp_path, "alone", callback, stop_file)  # would pass pytest's 300 s timeout if it waited
+    (spool,) = spool_dir.glob("*.spool")
+    collector = start_collector(address, tmp_path)
+    try:
+        delivered, count = replay(spool, address, 60)
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        assert collector.wait(timeout=60) == 0
+    assert delivered
+    trial_dirs = [p.parent for p in tmp_path.glob("alone/*/result.json")]
+    assert len(trial_dirs) == 2 and all(_iterations(d) == list(range(1, 31)) for d in trial_dirs)
 
 
 def test_the_spool_of_a_killed_driver_is_delivered_by_replay(address: str, tmp_path: Path) -> None:
