@@ -19,14 +19,19 @@ __all__ = ["main", "run_sweep"]
 TARGET_RATIO = 1.1
 
 
-def _callbacks(kind: str, address: str) -> list[Any]:
-    """``none``; ``builtin``: Tune's four; ``bus``: every sink; ``bus_no_aim``: the files only."""
+def _callbacks(kind: str, address: str, storage: Path) -> list[Any]:
+    """``none``; ``builtin``: Tune's four; ``bus``: every sink; ``bus_no_aim``: the files only;
+    ``bus_no_collector``: BusCallback with nobody listening (its events go to a spool)."""
     from pipeline.callback import BusCallback
+    from pipeline.demo import free_address
+    from pipeline.sender import SenderConfig
 
     if kind == "none":
         return []
     if kind == "builtin":
         return [cls() for cls in builtin_loggers().values()]
+    if kind == "bus_no_collector":
+        return [BusCallback(free_address(), sender=SenderConfig(spool_dir=str(storage / "spool")))]
     return [BusCallback(address)]
 
 
@@ -37,14 +42,15 @@ def run_sweep(kind: str, storage: Path, trials: int, iterations: int) -> dict[st
     from bench.trainables import fast
 
     sinks = available_sinks() if kind == "bus" else tuple(s for s in available_sinks() if s != "aim")
-    collector = CollectorProcess(storage, sinks) if kind.startswith("bus") else None
+    collector = CollectorProcess(storage, sinks) if kind in ("bus", "bus_no_aim") else None
+    address = collector.address if collector else ""
     try:
         tuner = tune.Tuner(
             fast,
             param_space={"iterations": iterations, "lr": tune.uniform(0.001, 0.1)},
             tune_config=tune.TuneConfig(num_samples=trials),
             run_config=tune.RunConfig(name=f"sweep_{kind}", storage_path=str(storage), verbose=0,
-                                      callbacks=_callbacks(kind, collector.address if collector else "")),
+                                      callbacks=_callbacks(kind, address, storage)),
         )
         me = psutil.Process()
         cpu0, collector_cpu0 = me.cpu_times(), collector.cpu_s() if collector else 0.0
@@ -57,7 +63,7 @@ def run_sweep(kind: str, storage: Path, trials: int, iterations: int) -> dict[st
         if collector is not None:
             collector.stop()
     rows = 0
-    if kind != "none":
+    if kind not in ("none", "bus_no_collector"):
         rows = sum(len(r.metrics_dataframe) for r in grid if r.metrics_dataframe is not None)
     return {"loggers": kind, "wall_s": round(wall, 2),
             "driver_cpu_s": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 2),
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             # Unmeasured: the first fit of a session pays for worker start-up and imports.
             run_sweep("none", Path(tmp) / "warmup", 2, 5)
             rows = [run_sweep(kind, Path(tmp) / kind, trials, iterations)
-                    for kind in ("none", "builtin", "bus", "bus_no_aim")]
+                    for kind in ("none", "builtin", "bus", "bus_no_aim", "bus_no_collector")]
     finally:
         ray.shutdown()
     by = {row["loggers"]: row for row in rows}

@@ -89,20 +89,26 @@ def _isolation(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
 def _sweep(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
     by = {x["loggers"]: x for x in r["runs"]}
     v = r["vs_no_loggers"]
-    return [(f"sweep {r['trials']}x{r['iterations']}: wall s / driver CPU s",
-             f"{by['bus']['wall_s']} / {by['bus']['driver_cpu_s']} "
-             f"({v['bus']['wall']}x / {v['bus']['driver_cpu']}x; "
-             f"collector {by['bus']['collector_cpu_s']} s CPU;"
+
+    def figure(kind: str) -> str:
+        return (f"{by[kind]['wall_s']} / {by[kind]['driver_cpu_s']} "
+                f"({v[kind]['wall']}x / {v[kind]['driver_cpu']}x")
+
+    rows = [(f"sweep {r['trials']}x{r['iterations']}: wall s / driver CPU s",
+             f"{figure('bus')}; collector {by['bus']['collector_cpu_s']} s CPU;"
              f" sinks {','.join(r['bus_sinks'])})",
              f"none {by['none']['wall_s']} / {by['none']['driver_cpu_s']}; Tune's four "
              f"{by['builtin']['wall_s']} / {by['builtin']['driver_cpu_s']} "
              f"({v['builtin']['wall']}x / {v['builtin']['driver_cpu']}x)",
-             "<= 1.1x none", _met(r["target"]["met"]))] + ([(
-             "same sweep, bus writing JSON, CSV and TensorBoard only",
-             f"{by['bus_no_aim']['wall_s']} / {by['bus_no_aim']['driver_cpu_s']} "
-             f"({v['bus_no_aim']['wall']}x / {v['bus_no_aim']['driver_cpu']}x; "
-             f"collector {by['bus_no_aim']['collector_cpu_s']} s CPU)",
-             "the Aim sink's CPU, on the same two cores, is the rest", "", "")] if "bus_no_aim" in by else [])
+             "<= 1.1x none", _met(r["target"]["met"]))]
+    if "bus_no_aim" in by:
+        rows.append(("same sweep, bus writing JSON, CSV and TensorBoard only",
+                     f"{figure('bus_no_aim')}; collector {by['bus_no_aim']['collector_cpu_s']} s CPU)",
+                     "the Aim sink's CPU, on the same two cores, is the rest", "", ""))
+    if "bus_no_collector" in by:
+        rows.append(("same sweep, BusCallback with no collector running", f"{figure('bus_no_collector')})",
+                     "events kept in memory and the spool, for tunebus replay", "", ""))
+    return rows
 
 
 def _saturation(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
