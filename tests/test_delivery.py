@@ -90,6 +90,16 @@ def test_sigterm_mid_sweep_then_a_restart_loses_and_doubles_nothing(
     _assert_complete(grid)
 
 
+def _replay_to_a_new_collector(spool: Path, address: str, out: Path) -> tuple[bool, int]:
+    """``tunebus replay`` of ``spool`` into a collector started for it, stopped (drained) after."""
+    collector = start_collector(address, out)
+    try:
+        return replay(spool, address, 60)
+    finally:
+        collector.send_signal(signal.SIGTERM)
+        assert collector.wait(timeout=60) == 0
+
+
 def test_with_no_collector_at_all_fit_does_not_wait_and_a_replay_delivers(
         ray_session: None, address: str, tmp_path: Path) -> None:
     """No collector ever answers: fit() ends without its 600 s wait; the spool replayed writes every row."""
@@ -98,12 +108,7 @@ def test_with_no_collector_at_all_fit_does_not_wait_and_a_replay_delivers(
     callback = BusCallback(address, end_timeout_s=600, sender=SenderConfig(spool_dir=str(spool_dir)))
     _sweep(tmp_path, "alone", callback, stop_file)  # would pass pytest's 300 s timeout if it waited
     (spool,) = spool_dir.glob("*.spool")
-    collector = start_collector(address, tmp_path)
-    try:
-        delivered, count = replay(spool, address, 60)
-    finally:
-        collector.send_signal(signal.SIGTERM)
-        assert collector.wait(timeout=60) == 0
+    delivered, _ = _replay_to_a_new_collector(spool, address, tmp_path)
     assert delivered
     trial_dirs = [p.parent for p in tmp_path.glob("alone/*/result.json")]
     assert len(trial_dirs) == 2 and all(_iterations(d) == list(range(1, 31)) for d in trial_dirs)
@@ -122,12 +127,7 @@ def test_the_spool_of_a_killed_driver_is_delivered_by_replay(address: str, tmp_p
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
     (spool,) = spool_dir.glob("*.live")
-    collector = start_collector(address, tmp_path)
-    try:
-        delivered, count = replay(spool, address, 60)
-    finally:
-        collector.send_signal(signal.SIGTERM)
-        assert collector.wait(timeout=60) == 0
+    delivered, count = _replay_to_a_new_collector(spool, address, tmp_path)
     assert delivered and count > 20
     (trial_dir,) = [p.parent for p in tmp_path.glob("killed/*/result.json")]
     rows = _iterations(trial_dir)
