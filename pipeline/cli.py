@@ -110,6 +110,9 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="interface for --metrics-port (default: %(default)s)")
     p.add_argument("--log-interval-s", type=_non_negative_float, default=30.0,
                    help="log a line of throughput and lag this often, 0 for never (default: %(default)s)")
+    p.add_argument("--ended-producer-ttl-s", type=_non_negative_float, default=7 * 24 * 3600.0,
+                   help="forget a driver this long after its run ended, so the ledger stays small; a "
+                        "replay of its spool after that may write twice; 0 for never (default: %(default)s)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="how much the collector logs (default: %(default)s)")
     p.add_argument("--config", type=Path, default=None,
@@ -210,6 +213,7 @@ def _collect(args: argparse.Namespace) -> int:
             aim_repo=args.aim_repo, aim_metrics=args.aim_metrics, aim_durable=args.aim_durable,
             status_bind=args.status_bind, metrics_port=args.metrics_port,
             metrics_host=args.metrics_host, log_interval_s=args.log_interval_s,
+            ended_producer_ttl_s=args.ended_producer_ttl_s,
         )
     except ValueError as exc:
         print(f"tunebus collect: error: {exc}", file=sys.stderr)

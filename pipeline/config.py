@@ -54,6 +54,9 @@ class CollectorConfig:
     metrics_host: str = "127.0.0.1"
     log_interval_s: float = 30.0
     """Log a line of throughput and lag this often; 0: never."""
+    ended_producer_ttl_s: float = 7 * 24 * 3600.0
+    """Forget a producer this long after its run ended (a replay of its spool after that may
+    write again what was written); 0: remember every producer."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out).expanduser())
@@ -103,8 +106,9 @@ class CollectorConfig:
             raise ValueError(f"metrics_port must be 0..65535, got {self.metrics_port!r}")
         if self.metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
             raise ValueError("metrics need prometheus-client: pip install 'tunebus[metrics]'")
-        if not self.log_interval_s >= 0:
-            raise ValueError(f"log_interval_s must be >= 0, got {self.log_interval_s!r}")
+        for name in ("log_interval_s", "ended_producer_ttl_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
     def services(self) -> list[Service]:
         """What runs beside the collector: status socket, Prometheus metrics, throughput log."""
@@ -154,7 +158,8 @@ def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:
         backlog = SinkBacklog(state / f"backlog-{sink.name}.spool", config.backlog_max_bytes)
     if sink.durable:
         ledger = Ledger(state / f"ledger-{sink.name}.json", config.out,
-                        getattr(sink, "appends", ()), getattr(sink, "rewrites_head", False))
+                        getattr(sink, "appends", ()), getattr(sink, "rewrites_head", False),
+                        ended_ttl_s=config.ended_producer_ttl_s)
         ledger.recover()
     return SinkWorker(sink, TrialFiles(config.out), config.batch_policy(),
                       durable=sink.durable, ledger=ledger, backlog=backlog)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,27 +42,38 @@ class Ledger:
         appends: glob patterns of the files the sink appends to in a trial directory.
         rewrites_head: the sink may rewrite a file with a longer first line
             (the CSV header); such files are cut back by line count.
+        ended_ttl_s: forget a producer's mark this long after its run ended (its
+            ``experiment_end`` was written), so a collector that runs for months
+            does not rewrite every driver it ever saw with each batch; 0 keeps all.
+        clock: wall time in seconds (a test seam).
 
     Nothing is fsynced: this survives the collector being killed, not the
     machine losing power.
     """
 
     def __init__(self, path: Path, out: Path, appends: tuple[str, ...],
-                 rewrites_head: bool = False) -> None:
+                 rewrites_head: bool = False, ended_ttl_s: float = 0.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not ended_ttl_s >= 0:
+            raise ValueError(f"ended_ttl_s must be >= 0, got {ended_ttl_s!r}")
         self.path = path
         self.out = out
         self.appends = appends
         self.rewrites_head = rewrites_head
+        self.ended_ttl_s = ended_ttl_s
+        self.clock = clock
         self.marks: dict[str, int] = {}
+        self.ended: dict[str, float] = {}
         self.dirs: dict[str, dict[str, FileMark]] = {}
         self._load()
 
     def _load(self) -> None:
         """Take the committed state as the truth (after a failed commit, memory may be ahead)."""
-        self.marks, self.dirs = {}, {}
+        self.marks, self.ended, self.dirs = {}, {}, {}
         if self.path.exists():
             state = orjson.loads(self.path.read_bytes())
             self.marks = {str(k): int(v) for k, v in state["marks"].items()}
+            self.ended = {str(k): float(v) for k, v in state.get("ended", {}).items()}
             self.dirs = state["dirs"]
 
     def fresh(self, events: list[Event]) -> list[Event]:
@@ -76,7 +88,7 @@ class Ledger:
             dirs = dict(self.dirs)
             for rel in new:
                 dirs[rel] = {name: self._mark(path, None) for name, path in self._files(rel)}
-            self._commit(self.marks, dirs)
+            self._commit(self.marks, dirs, self.ended)
 
     def after(self, events: list[Event]) -> None:
         """Record what the batch wrote: new file sizes, each producer's last seq."""
@@ -89,7 +101,18 @@ class Ledger:
             marks[event.producer] = event.seq
         for rel in _closed_dirs(events, dirs):
             del dirs[rel]
-        self._commit(marks, dirs)
+        self._commit(marks, dirs, self._ended_after(events, marks))
+
+    def _ended_after(self, events: list[Event], marks: dict[str, int]) -> dict[str, float]:
+        """When each producer's run ended; those ended ``ended_ttl_s`` ago leave ``marks``."""
+        now = self.clock()
+        ended = dict(self.ended)
+        ended.update((e.producer, now) for e in events if e.kind == EXPERIMENT_END)
+        if self.ended_ttl_s:
+            for producer in [p for p, at in ended.items() if now - at > self.ended_ttl_s]:
+                del ended[producer]
+                marks.pop(producer, None)
+        return ended
 
     def recover(self) -> None:
         """Cut every tracked file back to its committed state."""
@@ -141,12 +164,13 @@ class Ledger:
         tmp.write_bytes(kept)
         os.replace(tmp, path)
 
-    def _commit(self, marks: dict[str, int], dirs: dict[str, dict[str, FileMark]]) -> None:
+    def _commit(self, marks: dict[str, int], dirs: dict[str, dict[str, FileMark]],
+                ended: dict[str, float]) -> None:
         """Write the state atomically; only then is it this ledger's state."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps({"marks": marks, "dirs": dirs}))
+        tmp.write_bytes(orjson.dumps({"marks": marks, "dirs": dirs, "ended": ended}))
         os.replace(tmp, self.path)
-        self.marks, self.dirs = marks, dirs
+        self.marks, self.dirs, self.ended = marks, dirs, ended
 
 
 def _trial_dirs(events: list[Event]) -> list[str]:
