@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.codec import decode_event, encode_event
+from pipeline.codec import decode_event, encode_stored
 from pipeline.events import Event, SchemaError
 from pipeline.spool import Spool, iter_spool
 
@@ -34,7 +34,6 @@ class SinkBacklog:
         self._marks_path = path.with_name(path.name + ".read")
         self._marks: dict[str, int] = {}
         self.full = False
-        self.peak_bytes = 0
         self._said = False
         self.unreadable = 0
         self.resumed = self._resume(path)
@@ -72,14 +71,11 @@ class SinkBacklog:
             self._said = True
             log.info("a sink's queue is full: its backlog goes to %s", self._spool.path)
         for taken, event in enumerate(events):
-            data = encode_event(event.kind, event.producer, event.seq, event.ts, event.experiment,
-                                event.trial, event.trial_dir, event.payload)
-            if not self._spool.append(event.seq, data):
+            if not self._spool.append(event.seq, encode_stored(event)):
                 self.full = True
                 self._spool.sync()
                 return taken
         self._spool.sync()  # on disk before the next frame: a killed collector resumes from here
-        self.peak_bytes = max(self.peak_bytes, self._spool.used_bytes)
         return len(events)
 
     def pop(self, max_events: int) -> list[Event]:
@@ -93,7 +89,9 @@ class SinkBacklog:
                 events.append(decode_event(data))
             except SchemaError as exc:  # a file damaged on disk: skip the record, keep the sink going
                 self.unreadable += 1
-                log.error("sink backlog %s: skipping an unreadable event: %s", self._spool.path, exc)
+                if self.unreadable == 1:
+                    log.error("sink backlog %s: skipping unreadable events (counted in status): %s",
+                              self._spool.path, exc)
         if events:
             self._save_marks(events)
         return events

@@ -24,6 +24,7 @@ __all__ = [
     "decode_frame",
     "encode_control",
     "encode_event",
+    "encode_stored",
     "frame_events",
 ]
 
@@ -114,18 +115,27 @@ def encode_event(
     Past ``max_bytes`` the largest values (arrays, bytes, strings, lists) are replaced
     by a note of their size, so the event still travels and its row is still written.
     """
-    head = [SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir]
+    event = [SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, payload]
     try:
-        packed = _packb([*head, payload])
+        packed = _packb(event)
     except (ValueError, TypeError, OverflowError, UnicodeError):
         # A string with lone surrogates, a cycle, too deep a nest: keep the event, lose the value.
-        return _packb([*head, {"tunebus_unencodable": str(payload)[:65536]}])
+        event[-1] = {"tunebus_unencodable": str(payload)[:65536]}
+        return _packb(event)
     if max_bytes is None or len(packed) <= max_bytes:
         return packed
-    packed = _packb([*head, _shrunk(payload, max(1, max_bytes // 16))])
+    event[-1] = _shrunk(payload, max(1, max_bytes // 16))
+    packed = _packb(event)
     if len(packed) <= max_bytes:
         return packed
-    return _packb([*head, {"tunebus_oversized": f"{len(packed)} bytes"}])
+    event[-1] = {"tunebus_oversized": f"{len(packed)} bytes"}
+    return _packb(event)
+
+
+def encode_stored(event: Event) -> bytes:
+    """A decoded event encoded again, as the collector keeps it on disk (backlog, quarantine)."""
+    return encode_event(event.kind, event.producer, event.seq, event.ts, event.experiment,
+                        event.trial, event.trial_dir, event.payload)
 
 
 def _shrunk(value: Any, limit: int) -> Any:
@@ -220,15 +230,19 @@ def _to_event(item: Any) -> Event:
     return Event(kind, producer, seq, float(ts), experiment, trial, trial_dir, payload)
 
 
-def decode_event(data: bytes) -> Event:
-    """One event that ``encode_event`` made; raises SchemaError if it is not one."""
+def _unpack_checked(data: bytes) -> Any:
+    """``data`` unpacked; any malformed byte string is a SchemaError, never another exception."""
     try:
-        item = _unpackb(data)
+        return _unpackb(data)
     except SchemaError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any malformed byte string is a fault
+    except Exception as exc:  # noqa: BLE001 - any malformed byte string is a fault, not a crash
         raise SchemaError("bad-msgpack", f"{type(exc).__name__}: {exc}"[:200]) from exc
-    return _to_event(item)
+
+
+def decode_event(data: bytes) -> Event:
+    """One event that ``encode_event`` made; raises SchemaError if it is not one."""
+    return _to_event(_unpack_checked(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +258,9 @@ class Frame:
 def decode_frame(frame: bytes) -> Frame:
     """The valid events of a frame, and one error per event (or frame) that is not."""
     try:
-        items = _unpackb(frame)
+        items = _unpack_checked(frame)
     except SchemaError as exc:
         return Frame("", -1, [], [exc])
-    except Exception as exc:  # noqa: BLE001 - any malformed byte string is a fault, not a crash
-        return Frame("", -1, [], [SchemaError("bad-msgpack", f"{type(exc).__name__}: {exc}"[:200])])
     if not isinstance(items, list) or len(items) != 4 or not isinstance(items[3], list):
         return Frame("", -1, [], [SchemaError("bad-shape", "a frame is [version, producer, base, [events]]")])
     version, producer, base, raw_events = items

@@ -15,7 +15,7 @@ import zmq
 import zmq.asyncio
 
 from pipeline.bus import CurveKeys, collector_socket, start_authenticator
-from pipeline.codec import Frame, decode_frame, encode_control, encode_event
+from pipeline.codec import Frame, decode_frame, encode_control, encode_stored
 from pipeline.events import Event, SchemaError
 from pipeline.fanout import Fanout
 from pipeline.quarantine import Quarantine
@@ -170,10 +170,8 @@ class Collector:
 
     def _poisoned(self, sink: str, event: Event, exc: Exception) -> None:
         """An event a sink cannot write because of its data: quarantined, as a bad frame is."""
-        raw = encode_event(event.kind, event.producer, event.seq, event.ts, event.experiment,
-                           event.trial, event.trial_dir, event.payload)
         fault = SchemaError("sink-refused", f"{sink}: {type(exc).__name__}: {exc}"[:300])
-        self.quarantine.add(event.producer.encode(), raw, [fault])
+        self.quarantine.add(event.producer.encode(), encode_stored(event), [fault])
 
     async def _ack_loop(self, sock: zmq.asyncio.Socket) -> None:
         while True:
@@ -210,7 +208,8 @@ class Collector:
                                "lag": self.stats.events - w.stats.events, "busy_s": w.stats.busy_s,
                                "durable": w.durable, "last_error": w.stats.last_error,
                                "bytes": getattr(w.sink, "bytes_written", None),
-                               "backlog": len(w.backlog) if w.backlog is not None else 0}
+                               "backlog": len(w.backlog) if w.backlog is not None else 0,
+                               "backlog_unreadable": w.backlog.unreadable if w.backlog is not None else 0}
                       for w in self.fanout.workers},
             "uptime_s": time.monotonic() - self.started,
             "dropped": sum(self.stats.dropped.values()),
