@@ -59,12 +59,9 @@ class EventQueue:
                 self._changed.notify_all()
 
     def _has_room(self, events: Sequence[Event]) -> bool:
-        return self._fits(events) or (self.backlog is not None and not self.backlog.full)
-
-    def _fits(self, events: Sequence[Event]) -> bool:
-        if self.backlog is not None and len(self.backlog):
-            return False
-        return not self._items or len(self._items) + len(events) <= self.max_events
+        if self.backlog is None:
+            return not self._items or len(self._items) + len(events) <= self.max_events
+        return not self.backlog.full or (not len(self.backlog) and len(self._items) < self.max_events)
 
     def _take(self, events: Sequence[Event]) -> Sequence[Event]:
         """Keep what fits in memory, the rest in the backlog; returns what is left."""
@@ -184,7 +181,7 @@ class SinkWorker:
         Returns every event it took, in order: ``batch``, and any taken from the queue to
         judge a suspect that had no events after it.
         """
-        taken, delay, data_failures = list(batch), 0.1, 0
+        taken, delay, data_failures = batch, 0.1, 0
         while batch:
             started = time.monotonic()
             try:
