@@ -97,21 +97,28 @@ class Ledger:
             old = dirs.get(rel, {})
             dirs[rel] = {name: self._mark(path, old.get(name)) for name, path in self._files(rel)}
         marks = dict(self.marks)
+        ended_now = []
         for event in events:
             marks[event.producer] = event.seq
+            if event.kind == EXPERIMENT_END:
+                ended_now.append(event.producer)
         for rel in _closed_dirs(events, dirs):
             del dirs[rel]
-        self._commit(marks, dirs, self._ended_after(events, marks))
+        self._commit(marks, dirs, self._forget_ended(ended_now, marks))
 
-    def _ended_after(self, events: list[Event], marks: dict[str, int]) -> dict[str, float]:
-        """When each producer's run ended; those ended ``ended_ttl_s`` ago leave ``marks``."""
+    def _forget_ended(self, ended_now: list[str], marks: dict[str, int]) -> dict[str, float]:
+        """The end times with ``ended_now`` added; runs ended over ``ended_ttl_s`` ago are
+        dropped from it and from ``marks``. Oldest first, so most batches look at one entry."""
         now = self.clock()
-        ended = dict(self.ended)
-        ended.update((e.producer, now) for e in events if e.kind == EXPERIMENT_END)
-        if self.ended_ttl_s:
-            for producer in [p for p, at in ended.items() if now - at > self.ended_ttl_s]:
-                del ended[producer]
-                marks.pop(producer, None)
+        ended = self.ended
+        if ended_now:
+            ended = {**ended, **dict.fromkeys(ended_now, now)}
+        while self.ended_ttl_s and ended and now - next(iter(ended.values())) > self.ended_ttl_s:
+            if ended is self.ended:
+                ended = dict(ended)
+            producer = next(iter(ended))
+            del ended[producer]
+            marks.pop(producer, None)
         return ended
 
     def recover(self) -> None:
