@@ -15,7 +15,7 @@ from aim.sdk.run import Run
 
 from pipeline.events import Event
 from sinks.base import TrialRef
-from sinks.tune_format import flatten, scrub_hparams
+from sinks.tune_format import flatten, scrub_hparams, tune_tag
 
 __all__ = ["AimSink"]
 
@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 SKIP = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration", "context", "epoch"})
 SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
-PREFIX = "ray/tune/"
 REFUSED = (TypeError, ValueError, KeyError, OverflowError)
-"""What a result Aim cannot take raises (a bad context or step); other errors are faults of the repo."""
+"""What a result Aim cannot take raises (a bad context or step); other errors are faults of the repo.
+Caught here, per result, not left to the collector's poison isolation: Aim cannot take back what
+a retried batch tracked before the bad result, so a retry would track those points twice."""
 # The collector's own CPU and terminal are not the trial's: never track them into its run.
 RUN_OPTIONS: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
 
@@ -113,7 +114,7 @@ class AimSink:
             if self.metrics and key not in self.metrics:
                 continue
             if isinstance(value, SCALAR_TYPES) and _finite(value):
-                values[PREFIX + (key if type(key) is str else str(key))] = value
+                values[tune_tag(key)] = value
         return values
 
     def _note_ip(self, trial: TrialRef, run: Any, result: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 
 from pipeline.events import Event
 from sinks.base import TrialRef
-from sinks.tune_format import flatten, scrub_hparams
+from sinks.tune_format import flatten, scrub_hparams, tune_tag
 
 __all__ = ["EventFile", "TensorBoardSink", "record"]
 
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 SKIP = frozenset({"config", "pid", "timestamp", "time_total_s", "training_iteration"})
 SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
-PREFIX = "ray/tune/"
 FILE_VERSION = "brain.Event:2"
 VIDEO_FPS = 20
 MAX_NAME_TRIES = 1_000
@@ -160,7 +159,7 @@ class TensorBoardSink:
         values: list[Summary.Value] = []
         valid: dict[str, Any] = {}
         for key, value in flatten(result, skip=SKIP).items():
-            attr = PREFIX + (key if type(key) is str else str(key))
+            attr = tune_tag(key)
             if isinstance(value, SCALAR_TYPES):
                 number = self._number(attr, value)
                 if number is not None:

@@ -11,7 +11,7 @@ import orjson
 
 from pipeline.codec import Fallback
 
-__all__ = ["flatten", "json_line", "params_json", "scrub_hparams", "without"]
+__all__ = ["flatten", "json_line", "params_json", "scrub_hparams", "tune_tag", "without"]
 
 _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -44,6 +44,11 @@ def flatten(result: dict[str, Any], delimiter: str = "/",
                     flat[name] = item
         nested = deeper
     return flat
+
+
+def tune_tag(key: Any) -> str:
+    """The name Tune's TBX and Aim loggers give a flattened result key: ``ray/tune/<key>``."""
+    return "ray/tune/" + (key if type(key) is str else str(key))
 
 
 HPARAM_TYPES = (str, bool, int, float, list, type(None))
