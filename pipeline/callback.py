@@ -114,8 +114,7 @@ class BusCallback(Callback):
         seq = self._seq
         self._seq = seq + 1
         try:
-            sender.submit(seq, encode_event(kind, self._stream, seq, time.time(), *head, payload,
-                                            max_bytes=sender.config.max_event_bytes))
+            sender.submit(seq, encode_event(kind, self._stream, seq, time.time(), *head, payload))
         except RuntimeError as exc:
             self.dropped += 1
             if self.dropped == 1:

@@ -108,34 +108,32 @@ def encode_event(
     trial: str,
     trial_dir: str,
     payload: dict[str, Any],
-    max_bytes: int | None = None,
 ) -> bytes:
-    """One event as the msgpack array the wire carries; never raises for odd values.
-
-    Past ``max_bytes`` the largest values (arrays, bytes, strings, lists) are replaced
-    by a note of their size, so the event still travels and its row is still written.
-    """
-    event = [SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, payload]
+    """One event as the msgpack array the wire carries; never raises for odd values."""
     try:
-        packed = _packb(event)
+        return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, payload])
     except (ValueError, TypeError, OverflowError, UnicodeError):
         # A string with lone surrogates, a cycle, too deep a nest: keep the event, lose the value.
-        event[-1] = {"tunebus_unencodable": str(payload)[:65536]}
-        return _packb(event)
+        safe = {"tunebus_unencodable": str(payload)[:65536]}
+        return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, safe])
+
+
+def encode_stored(event: Event, max_bytes: int | None = None) -> bytes:
+    """A decoded event encoded again: for the collector's disk (backlog, quarantine), or by
+    the sender to bring it under ``max_bytes``.
+
+    Past ``max_bytes`` the largest values (arrays, bytes, strings, lists) are replaced by
+    a note of their size, so the event still travels and its row is still written.
+    """
+    head = (event.kind, event.producer, event.seq, event.ts, event.experiment, event.trial,
+            event.trial_dir)
+    packed = encode_event(*head, event.payload)
     if max_bytes is None or len(packed) <= max_bytes:
         return packed
-    event[-1] = _shrunk(payload, max(1, max_bytes // 16))
-    packed = _packb(event)
+    packed = encode_event(*head, _shrunk(event.payload, max(1, max_bytes // 16)))
     if len(packed) <= max_bytes:
         return packed
-    event[-1] = {"tunebus_oversized": f"{len(packed)} bytes"}
-    return _packb(event)
-
-
-def encode_stored(event: Event) -> bytes:
-    """A decoded event encoded again, as the collector keeps it on disk (backlog, quarantine)."""
-    return encode_event(event.kind, event.producer, event.seq, event.ts, event.experiment,
-                        event.trial, event.trial_dir, event.payload)
+    return encode_event(*head, {"tunebus_oversized": f"{len(packed)} bytes"})
 
 
 def _shrunk(value: Any, limit: int) -> Any:

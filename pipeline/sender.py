@@ -15,7 +15,7 @@ from typing import Any
 import zmq
 
 from pipeline.bus import CurveKeys, producer_socket
-from pipeline.codec import decode_control, frame_events
+from pipeline.codec import decode_control, decode_event, encode_stored, frame_events
 from pipeline.events import SchemaError
 from pipeline.spool import Spool, write_spool
 
@@ -51,8 +51,8 @@ class SenderConfig:
     max_frame_events: int = 2_000
     max_frame_bytes: int = 4 * 1024 * 1024
     max_event_bytes: int = 16 * 1024 * 1024
-    """An event larger than this travels with its bulkiest values replaced by a note of their size;
-    keep it under the collector's ``--max-message-bytes``."""
+    """An event larger than this travels with its bulkiest values replaced by a note of their size
+    (done by the sender thread); keep it under the collector's ``--max-message-bytes``."""
     send_interval_s: float = 0.005
     resend_after_s: float = 5.0
     idle_poll_s: float = 1.0
@@ -261,6 +261,9 @@ class Sender:
         """Move handed-over events into memory or, past its bounds, onto the spool."""
         while self._incoming:
             seq, data = item = self._incoming[0]
+            if len(data) > self.config.max_event_bytes:
+                self._incoming[0] = item = (seq, _shrunk(data, self.config.max_event_bytes))
+                data = item[1]
             if not self._spool.unread and self._memory_has_room(len(data)):
                 self._queued.append(item)
                 self._memory_bytes += len(data)
@@ -372,3 +375,15 @@ class Sender:
         log.warning("tunebus: %d events were not delivered to %s; saved to %s. Deliver them with: "
                     "tunebus replay %s --to ADDRESS", count, self.address, self.spool_file,
                     self.spool_file)
+
+
+def _shrunk(data: bytes, max_bytes: int) -> bytes:
+    """An encoded event over ``max_bytes`` encoded again with its bulkiest values noted.
+
+    Done here, in the sender's thread, where each event's size is known anyway, so
+    the driver never pays for the check.
+    """
+    shrunk = encode_stored(decode_event(data), max_bytes)
+    log.warning("tunebus: an event of %d bytes is over max_event_bytes; sending it as %d bytes "
+                "with its largest values noted", len(data), len(shrunk))
+    return shrunk

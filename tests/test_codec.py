@@ -15,9 +15,10 @@ from pipeline.codec import (
     decode_frame,
     encode_control,
     encode_event,
+    encode_stored,
     frame_events,
 )
-from pipeline.events import SchemaError
+from pipeline.events import Event, SchemaError
 
 
 def _trip(payload: dict[str, object]) -> dict[str, object]:
@@ -122,8 +123,8 @@ def test_control_messages_round_trip() -> None:
 def test_an_event_over_the_size_limit_travels_with_its_bulky_values_noted() -> None:
     """Past max_bytes the big array becomes a note of its size; the scalars of the row still arrive."""
     big = np.zeros(300_000, dtype=np.float64)  # 2.4 MB
-    encoded = encode_event("result", "p", 0, 1.5, "e", "t", "d",
-                           {"loss": 0.5, "nest": {"frames": big, "k": "small"}}, max_bytes=1 << 20)
+    event = Event("result", "p", 0, 1.5, "e", "t", "d", {"loss": 0.5, "nest": {"frames": big, "k": "small"}})
+    encoded = encode_stored(event, max_bytes=1 << 20)
     assert len(encoded) <= 1 << 20
     payload = decode_frame(frame_events("p", 0, [encoded])).events[0].payload
     assert payload["loss"] == 0.5 and payload["nest"]["k"] == "small"
@@ -134,7 +135,7 @@ def test_an_event_over_the_size_limit_travels_with_its_bulky_values_noted() -> N
 def test_an_event_of_many_middling_values_over_the_limit_is_still_an_event() -> None:
     """When no single value is to blame the payload becomes one note; the event keeps its place."""
     payload = {f"k{i}": "x" * 900 for i in range(2_000)}
-    encoded = encode_event("result", "p", 3, 1.5, "e", "t", "d", payload, max_bytes=64 * 1024)
+    encoded = encode_stored(Event("result", "p", 3, 1.5, "e", "t", "d", payload), max_bytes=64 * 1024)
     event = decode_frame(frame_events("p", 3, [encoded])).events[0]
     assert event.seq == 3 and list(event.payload) == ["tunebus_oversized"]
     assert encode_event("result", "p", 3, 1.5, "e", "t", "d", payload) != encoded  # no limit: all of it

@@ -1,4 +1,4 @@
-"""The sender thread sleeps while there is nothing to do, and a submit or close wakes it at once."""
+"""The sender thread: sleeps while there is nothing to do, wakes at once, shrinks oversized events."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 import pytest
 import zmq
 
+from pipeline.codec import decode_frame, encode_event
 from pipeline.sender import Sender, SenderConfig
 from tests.busharness import start_event
 
@@ -57,3 +59,18 @@ def test_a_submit_wakes_a_sleeping_sender(tmp_path: Path, router: tuple[zmq.Sock
     sender.close()
     assert time.monotonic() - began < LONG_S / 3, "close did not wake the sender"
     assert not sender._thread.is_alive()
+
+
+def test_an_event_over_max_event_bytes_leaves_with_its_bulky_values_noted(
+        tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
+    """The sender thread, not the driver, brings an oversized event under the limit before it travels."""
+    sock, address = router
+    sender = Sender(address, "big", SenderConfig(spool_dir=str(tmp_path / "spool"), max_event_bytes=1 << 16))
+    payload = {"loss": 0.5, "frames": np.zeros(100_000, dtype=np.uint8), "training_iteration": 1}
+    sender.submit(0, encode_event("result", "big", 0, 1.0, "e", "t", "d", payload))
+    assert sock.poll(20_000), "nothing was sent"
+    _, raw = sock.recv_multipart()
+    [event] = decode_frame(raw).events
+    assert len(raw) < 1 << 16 and event.payload["loss"] == 0.5
+    assert "ndarray of 100" in str(event.payload["frames"])
+    sender.close()
