@@ -10,7 +10,7 @@ import gc
 import os
 import sys
 
-from pipeline.cli import main
+from pipeline.entry.cli import main
 from sinks import SINKS
 
 __all__ = ["BENCH_SINKS", "GC_THRESHOLD_ENV", "main"]

@@ -25,7 +25,7 @@ TARGET_BUS_US = 10.0
 
 def callback_sets(address: str) -> dict[str, Callable[[], list[Any]]]:
     """Name to a factory of fresh callbacks, in the order they are measured."""
-    from pipeline.callback import BusCallback
+    from pipeline.producer.callback import BusCallback
 
     tune = builtin_loggers()
     sets: dict[str, Callable[[], list[Any]]] = {"bus": lambda: [BusCallback(address)]}

@@ -26,8 +26,8 @@ SENDER_BOUNDS = {"max_buffer_events": 20_000, "max_buffer_bytes": 16 * 2**20, "m
 
 def _driver_during(address: str, root: Path, tag: str) -> Any:
     """A BusCallback in this process offering 1k results/s during the window, each call timed."""
-    from pipeline.callback import BusCallback
-    from pipeline.sender import SenderConfig
+    from pipeline.producer.callback import BusCallback
+    from pipeline.producer.sender import SenderConfig
 
     trials = real_trials(root / f"driver-{tag}", f"iso_{tag}", 4)
     spool = SenderConfig(spool_dir=str(root / "spool"))
@@ -73,7 +73,7 @@ def slowed(root: Path, sinks: tuple[str, ...], warm_s: float, window_s: float) -
 
 def event_bytes(sample: int = 2_000) -> int:
     """Python heap bytes of one decoded result event as the collector holds it in a sink queue."""
-    from pipeline.codec import decode_frame, encode_event, frame_events
+    from pipeline.wire.codec import decode_frame, encode_event, frame_events
 
     encoded = [encode_event("result", "p", i, time.time(), "e", "t", "d", make_result(i))
                for i in range(sample)]
@@ -120,7 +120,7 @@ def backlog(root: Path, total: int, queue_events: int) -> dict[str, Any]:
 
 
 def _one_encoded() -> bytes:
-    from pipeline.codec import encode_event
+    from pipeline.wire.codec import encode_event
 
     return encode_event("result", "bench-0-abcdef", 123456, time.time(), "bench", "t0000", "trial_0000",
                         make_result(5))

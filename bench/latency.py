@@ -23,7 +23,7 @@ SINKS = ("json", "csv")
 
 def drive(address: str, root: Path, out: Path, rate: int, duration_s: float) -> dict[str, Any]:
     """Offer ``rate`` results/s through a BusCallback for ``duration_s``; time each line's arrival."""
-    from pipeline.callback import BusCallback
+    from pipeline.producer.callback import BusCallback
 
     trials = real_trials(root / f"drive{rate}", f"lat_{rate}", TRIALS)
     cb = BusCallback(address)

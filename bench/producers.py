@@ -10,9 +10,9 @@ from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
 
 from bench.workload import EXPERIMENT, make_result
-from pipeline.codec import encode_event
-from pipeline.events import Kind
-from pipeline.sender import FullPolicy, Sender, SenderConfig
+from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
+from pipeline.wire.codec import encode_event
+from pipeline.wire.events import Kind
 
 __all__ = ["LoadSpec", "ProducerReport", "produce"]
 

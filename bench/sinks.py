@@ -23,7 +23,7 @@ PAIRS = {"json": "json", "csv": "csv", "tensorboard": "tbx", "aim": "aim"}
 
 def _events(trials: list[Any], per_trial: int) -> list[Any]:
     """What the collector hands a sink: each trial's start, its results interleaved, its end."""
-    from pipeline.events import Event
+    from pipeline.wire.events import Event
 
     exp = trials[0].experiment_dir_name
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.events import Event
+from pipeline.wire.events import Event
 from sinks.base import TrialRef
 from sinks.json import JsonSink
 

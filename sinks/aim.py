@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 from aim.sdk.run import Run
 
-from pipeline.events import Event
+from pipeline.wire.events import Event
 from sinks.base import TrialRef
 from sinks.tune_format import flatten, scrub_hparams, tune_tag
 

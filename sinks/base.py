@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline.events import Event, Kind
+from pipeline.wire.events import Event, Kind
 
 __all__ = ["Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.events import Event
+from pipeline.wire.events import Event
 from sinks.base import TrialRef
 from sinks.tune_format import flatten
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.events import Event
+from pipeline.wire.events import Event
 from sinks.base import TrialRef
 from sinks.tune_format import json_line, params_json
 

@@ -15,7 +15,7 @@ from tensorboardX import summary as tbx
 from tensorboardX.proto.event_pb2 import Event as TbEvent
 from tensorboardX.proto.summary_pb2 import Summary
 
-from pipeline.events import Event
+from pipeline.wire.events import Event
 from sinks.base import TrialRef
 from sinks.tune_format import flatten, scrub_hparams, tune_tag
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.codec import Fallback
+from pipeline.wire.events import Fallback
 
 __all__ = ["flatten", "json_line", "params_json", "scrub_hparams", "tune_tag", "without"]
 

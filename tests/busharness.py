@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.codec import encode_event
-from pipeline.collector import Collector
-from pipeline.config import CollectorConfig, build_collector
-from pipeline.sender import Sender
+from pipeline.collector.assembly import CollectorConfig, build_collector
+from pipeline.collector.receiver import Collector
+from pipeline.producer.sender import Sender
+from pipeline.wire.codec import encode_event
 
 EXPERIMENT = "exp"
 TRIAL = "t1"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo import free_address
+from pipeline.entry.demo import free_address
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -24,7 +24,7 @@ def ray_session() -> Iterator[None]:
     """One local Ray instance for every test that runs a real Tuner."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
     yield
     ray.shutdown()
 

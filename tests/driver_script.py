@@ -10,7 +10,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 from ray import tune  # noqa: E402
 
 from pipeline import BusCallback  # noqa: E402
-from pipeline.sender import SenderConfig  # noqa: E402
+from pipeline.producer.sender import SenderConfig  # noqa: E402
 from tests.trainables import until_told  # noqa: E402
 
 

@@ -70,7 +70,7 @@ def run_sweeps(base: Path) -> Sweeps:
     from ray.tune.logger.aim import AimLoggerCallback
 
     from pipeline import BusCallback
-    from pipeline.demo import free_address, start_collector
+    from pipeline.entry.demo import free_address, start_collector
 
     tune_aim, bus_aim = base / "tune-aim", base / "bus-aim"
     grid = _run(base / "tune", [TBXLoggerCallback(), AimLoggerCallback(repo=str(tune_aim))])

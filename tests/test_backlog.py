@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.backlog import SinkBacklog
-from pipeline.codec import Fallback
-from pipeline.events import Event
-from pipeline.fanout import EventQueue
+from pipeline.collector.backlog import SinkBacklog
+from pipeline.collector.sink_queue import EventQueue
+from pipeline.wire.events import Event, Fallback
 
 
 def _results(n: int, start: int = 0) -> list[Event]:

@@ -12,12 +12,12 @@ import msgpack
 import pytest
 import zmq
 
-from pipeline.bus import CurveKeys, make_keys
-from pipeline.codec import encode_event, frame_events
-from pipeline.quarantine import read_quarantine
-from pipeline.replay import replay
-from pipeline.sender import FullPolicy, Sender, SenderConfig
-from pipeline.spool import read_spool
+from pipeline.collector.quarantine import read_quarantine
+from pipeline.producer.replay import replay
+from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
+from pipeline.wire.codec import encode_event, frame_events
+from pipeline.wire.sockets import CurveKeys, make_keys
+from pipeline.wire.spool import read_spool
 from tests.busharness import result_event, running_collector, start_event, submit_results, written
 
 COUNT = 300
@@ -211,8 +211,8 @@ async def test_curve_admits_only_known_clients(tmp_path: Path, address: str) -> 
 
 async def test_an_event_a_sink_refuses_is_quarantined_as_a_bad_frame_is(tmp_path: Path, address: str) -> None:
     """The collector hands each sink's poison events to the quarantine, re-encoded, with the sink's error."""
-    from pipeline.codec import decode_frame
-    from pipeline.events import Event
+    from pipeline.wire.codec import decode_frame
+    from pipeline.wire.events import Event
 
     event = Event("result", "p1", 4, 1.0, "exp", "t1", "t1_dir", {"i": 4})
     async with running_collector(tmp_path / "out", address) as collector:

@@ -15,8 +15,8 @@ import zmq
 
 from bench.trials import real_trials, trial_dir_name
 from pipeline import BusCallback
-from pipeline.codec import decode_frame
-from pipeline.events import Event, Kind
+from pipeline.wire.codec import decode_frame
+from pipeline.wire.events import Event, Kind
 
 
 class AckingCollector(threading.Thread):

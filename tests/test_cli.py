@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import CollectorConfig
+from pipeline.collector.assembly import CollectorConfig
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.entry.cli", *args], capture_output=True,
                           text=True, timeout=60, check=False)
 
 
@@ -67,7 +67,7 @@ def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:
 
 def test_the_demo_runs_a_sweep_and_says_where_the_files_went(tmp_path: Path) -> None:
     """tunebus demo (the README's main job) writes every result and names the experiment folder."""
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "demo", "--out", str(tmp_path),
+    done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "demo", "--out", str(tmp_path),
                            "--trials", "2", "--iterations", "5"], capture_output=True, text=True,
                           timeout=240, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

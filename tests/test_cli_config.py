@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.cli import parser
-from pipeline.config_file import toml_defaults
-from pipeline.demo import free_address
+from pipeline.entry.cli import parser
+from pipeline.entry.config_file import toml_defaults
+from pipeline.entry.demo import free_address
 from tests.conftest import wait_for
 
 SAMPLES = {"metrics_port": 9100}
@@ -67,10 +67,10 @@ def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: P
     path = tmp_path / "collect.toml"
     path.write_text(f'[collect]\nbind = "{bind}"\nsinks = ["json"]\nstatus-bind = "{status_bind}"\n'
                     f'batch_linger_s = 0.2\nout = "{tmp_path / "out"}"\n')
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "collect", "--config", str(path),
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--config", str(path),
                              "--batch-linger-s", "0.3"], stderr=subprocess.PIPE, text=True)
     try:
-        from pipeline.status import ask_status
+        from pipeline.ops.status_client import ask_status
 
         answers: list[dict[str, Any]] = []
 
@@ -107,7 +107,7 @@ def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, text: str, says: str)
     """Each bad key, value or syntax: exit status 2 and one error line that says what is wrong."""
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "collect", "--config", str(path),
+    done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "collect", "--config", str(path),
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 2
@@ -117,7 +117,7 @@ def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, text: str, says: str)
 
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     """--config naming no file: exit status 2 and one line naming it."""
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "collect", "--config",
+    done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "collect", "--config",
                            str(tmp_path / "nope.toml")], capture_output=True, text=True, timeout=60,
                           check=False)
     assert done.returncode == 2

@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from pipeline.codec import (
+from pipeline.wire.codec import (
     Fallback,
     decode_control,
     decode_frame,
@@ -18,7 +18,7 @@ from pipeline.codec import (
     encode_stored,
     frame_events,
 )
-from pipeline.events import Event, SchemaError
+from pipeline.wire.events import Event, SchemaError
 
 
 def _trip(payload: dict[str, object]) -> dict[str, object]:
@@ -108,7 +108,7 @@ def test_malformed_frames_become_faults(frame: bytes, fault: str) -> None:
 def test_object_dtype_is_refused_on_the_wire() -> None:
     """An array of Python objects would need pickle; the decoder refuses its dtype."""
     with pytest.raises(SchemaError):
-        from pipeline.codec import _wire_dtype
+        from pipeline.wire.codec import _wire_dtype
 
         _wire_dtype("|O")
 

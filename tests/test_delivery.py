@@ -14,9 +14,9 @@ from pathlib import Path
 from ray import tune
 
 from pipeline import BusCallback
-from pipeline.demo import start_collector
-from pipeline.replay import replay
-from pipeline.sender import SenderConfig
+from pipeline.entry.demo import start_collector
+from pipeline.producer.replay import replay
+from pipeline.producer.sender import SenderConfig
 from tests.conftest import REPO, wait_for
 from tests.trainables import until_told
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.cli import parser
+from pipeline.entry.cli import parser
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 REPO = DEPLOY.parent
@@ -28,7 +28,7 @@ def help_flags() -> dict[str, set[str]]:
     """The flags ``tunebus collect --help`` and ``tunebus status --help`` list."""
     flags = {}
     for command in ("collect", "status"):
-        text = subprocess.run([sys.executable, "-m", "pipeline.cli", command, "--help"],
+        text = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", command, "--help"],
                               capture_output=True, text=True, timeout=60, check=True).stdout
         flags[command] = set(re.findall(r"--[a-z][a-z0-9-]*", text))
     return flags

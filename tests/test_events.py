@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.events import SchemaError, check_name
+from pipeline.wire.events import SchemaError, check_name
 
 
 @pytest.mark.parametrize("name", ["exp", "trainable_1a2b3_00000_0_lr=0.1,x=2_2026-11-22", "a b", "é"])

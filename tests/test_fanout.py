@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.events import Event
-from pipeline.fanout import BatchPolicy, EventQueue, Fanout, SinkWorker
+from pipeline.collector.fanout import Fanout
+from pipeline.collector.sink_queue import EventQueue
+from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
+from pipeline.wire.events import Event
 from sinks.base import TrialFiles, TrialRef
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.backlog import SinkBacklog
-from pipeline.events import Event
-from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
+from pipeline.collector.backlog import SinkBacklog
+from pipeline.collector.fanout import Fanout
+from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
+from pipeline.wire.events import Event
 from sinks.aim import AimSink
 from sinks.base import Sink, TrialFiles, TrialRef
 from sinks.csv import CsvSink

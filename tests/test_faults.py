@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sender import Sender, SenderConfig
+from pipeline.producer.sender import Sender, SenderConfig
 from tests.busharness import EXPERIMENT, TRIAL_DIR, running_collector, submit_results, written
 
 COUNT = 200

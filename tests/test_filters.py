@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.events import Event
-from pipeline.filters import DropKeys, KeepKinds, apply_filters
+from pipeline.collector.filters import DropKeys, KeepKinds, apply_filters
+from pipeline.wire.events import Event
 
 
 def _event(kind: str, payload: dict[str, object]) -> Event:

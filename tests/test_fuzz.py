@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from ray import tune
 
 from pipeline import BusCallback
-from pipeline.codec import encode_event, frame_events
-from pipeline.demo import free_address, start_collector
-from pipeline.quarantine import read_quarantine
+from pipeline.collector.quarantine import read_quarantine
+from pipeline.entry.demo import free_address, start_collector
+from pipeline.wire.codec import encode_event, frame_events
 from tests.conftest import wait_for
 from tests.trainables import until_told
 

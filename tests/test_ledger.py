@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.events import Event
-from pipeline.ledger import Ledger
+from pipeline.collector.ledger import Ledger
+from pipeline.wire.events import Event
 
 DAY_S = 24 * 3600.0
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import zmq
 
-from pipeline.codec import frame_events
-from pipeline.metrics import MetricsExporter
+from pipeline.collector.metrics import MetricsExporter
+from pipeline.wire.codec import frame_events
 from tests.busharness import result_event, running_collector, start_event
 
 pytest.importorskip("prometheus_client")

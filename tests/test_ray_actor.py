@@ -12,8 +12,8 @@ import pytest
 import ray
 from ray import tune
 
-from pipeline.ray_actor import find_collector_on_ray, head_node_id, stop_collector_on_ray
-from pipeline.status import ask_status
+from pipeline.entry.ray_actor import find_collector_on_ray, head_node_id, stop_collector_on_ray
+from pipeline.ops.status_client import ask_status
 from tests.conftest import wait_for
 
 TRIALS = 2
@@ -27,7 +27,7 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 import ray
 from ray import tune
 from pipeline import BusCallback
-from pipeline.ray_actor import start_collector_on_ray
+from pipeline.entry.ray_actor import start_collector_on_ray
 
 def trainable(config):
     for i in range({ITERATIONS}):
@@ -83,7 +83,7 @@ def test_a_driver_sweeps_through_the_actor_and_the_next_driver_finds_it(
 def test_start_again_returns_the_running_actor_and_stop_ends_it(
         ray_session: None, tmp_path: Path, actor_name: str) -> None:
     """A second start with the same name reuses the actor; stop drains it and frees the name."""
-    from pipeline.ray_actor import start_collector_on_ray
+    from pipeline.entry.ray_actor import start_collector_on_ray
 
     first = start_collector_on_ray(out=tmp_path, name=actor_name, sinks=("json",))
     again = start_collector_on_ray(out=tmp_path, name=actor_name, sinks=("json",))
@@ -105,7 +105,7 @@ def _running(pid: int) -> bool:
 def test_killing_the_actor_stops_its_collector_too(
         ray_session: None, tmp_path: Path, actor_name: str) -> None:
     """ray.kill on the actor leaves no orphan collector behind: the child ends with it."""
-    from pipeline.ray_actor import NAMESPACE, start_collector_on_ray
+    from pipeline.entry.ray_actor import NAMESPACE, start_collector_on_ray
 
     found = start_collector_on_ray(out=tmp_path, name=actor_name, sinks=("json",))
     assert _running(found.pid)

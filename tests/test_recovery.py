@@ -13,7 +13,7 @@ import pytest
 from ray import tune
 
 from pipeline import BusCallback
-from pipeline.demo import start_collector
+from pipeline.entry.demo import start_collector
 from tests.conftest import wait_for
 from tests.sink_sweeps import read_tensorboard
 from tests.trainables import expected_row, until_told
@@ -81,8 +81,8 @@ def test_kill_9_ten_times_leaves_every_row_exactly_once(ray_session: None, addre
 @pytest.mark.parametrize("with_rewrite", [False, True])
 def test_ledger_cuts_files_back_to_the_last_commit(tmp_path: Path, with_rewrite: bool) -> None:
     """Bytes written after the last commit are cut; a widened CSV keeps its committed lines."""
-    from pipeline.events import Event
-    from pipeline.ledger import Ledger
+    from pipeline.collector.ledger import Ledger
+    from pipeline.wire.events import Event
 
     out = tmp_path
     trial = out / "exp" / "t1"

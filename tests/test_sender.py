@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import zmq
 
-from pipeline.codec import decode_frame, encode_event
-from pipeline.sender import Sender, SenderConfig
+from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.wire.codec import decode_frame, encode_event
 from tests.busharness import start_event
 
 LONG_S = 60.0  # far longer than any wait below: only a wake-up can beat it

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.events import Event
+from pipeline.wire.events import Event
 from sinks import make_sink
 from sinks.aim import AimSink
 from sinks.base import TrialFiles, close_all, deliver
@@ -131,7 +131,7 @@ def test_sweep_metrics_match_tunes_names_steps_values_epochs(sweeps: Sweeps) -> 
 
 def test_collector_config_checks_and_passes_the_aim_options(tmp_path: Path) -> None:
     """Aim options need aim in sinks, metric names must be non-empty; valid ones reach the sink."""
-    from pipeline.config import CollectorConfig
+    from pipeline.collector.assembly import CollectorConfig
 
     with pytest.raises(ValueError, match="needs aim in sinks"):
         CollectorConfig(out=tmp_path, aim_durable=True)

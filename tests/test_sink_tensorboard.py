@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.events import Event
+from pipeline.wire.events import Event
 from sinks import make_sink
 from sinks.base import TrialFiles, close_all, deliver
 from sinks.tensorboard import TensorBoardSink, record

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipeline.codec import decode_frame, encode_event, frame_events
+from pipeline.wire.codec import decode_frame, encode_event, frame_events
 from sinks import make_sink
 from sinks.base import TrialFiles, close_all, deliver
 

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 import zmq
 
-from pipeline.codec import frame_events
-from pipeline.demo import free_address
-from pipeline.status import StatusServer, ask_status
-from pipeline.status_table import render_status
-from pipeline.throughput import RateWindow, summary_line
+from pipeline.collector.status import StatusServer
+from pipeline.collector.throughput import RateWindow, summary_line
+from pipeline.entry.demo import free_address
+from pipeline.ops.status_client import ask_status
+from pipeline.ops.status_table import render_status
+from pipeline.wire.codec import frame_events
 from tests.busharness import EXPERIMENT, TRIAL_DIR, result_event, running_collector, start_event
 
 
@@ -105,7 +106,7 @@ async def test_a_busy_status_address_is_a_warning_and_the_collector_goes_on(
 async def test_the_throughput_log_says_rates_and_lags(
         tmp_path: Path, address: str, caplog: pytest.LogCaptureFixture) -> None:
     """With --log-interval-s the collector logs lines naming each sink's rate and the lags."""
-    caplog.set_level(logging.INFO, logger="pipeline.throughput")
+    caplog.set_level(logging.INFO, logger="pipeline.collector.throughput")
     async with running_collector(tmp_path, address, sinks=("json", "csv"), status_bind="",
                                  log_interval_s=0.05):
         await _until(lambda: any(r.message.startswith("throughput:") for r in caplog.records),
@@ -134,13 +135,13 @@ def test_summary_line_names_the_worst_sink_lag() -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipeline.entry.cli", *args], capture_output=True,
                           text=True, timeout=60, check=False)
 
 
 def test_status_command_prints_a_table_and_json(tmp_path: Path, address: str) -> None:
     """tunebus status against a collector process: the table names the sinks, --json parses."""
-    from pipeline.demo import start_collector
+    from pipeline.entry.demo import start_collector
     from tests.conftest import wait_for
 
     status_bind = free_address()
@@ -167,7 +168,7 @@ def test_status_without_a_collector_is_one_line_and_exit_1() -> None:
 
 def test_progress_text_shows_the_sweep_and_the_slowest_durable_sink() -> None:
     """The demo's line: results reported of the total, and what the slowest durable sink wrote."""
-    from pipeline.progress import progress_text
+    from pipeline.ops.progress import progress_text
 
     status = {"events": 10, "sinks": {"json": {"events": 10, "durable": True},
                                       "csv": {"events": 5, "durable": True},
@@ -182,7 +183,7 @@ def test_progress_line_prints_plain_lines_off_a_tty_and_a_final_one() -> None:
     """Without a TTY the line is printed whole (no carriage return), and stop prints the final state."""
     import io
 
-    from pipeline.progress import ProgressLine
+    from pipeline.ops.progress import ProgressLine
 
     stream = io.StringIO()
     progress = ProgressLine(free_address(), 3, lambda: 3, stream=stream, interval_s=0.01)

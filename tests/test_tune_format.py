@@ -11,7 +11,7 @@ import numpy as np
 from ray.tune.utils import flatten_dict
 from ray.tune.utils.util import SafeFallbackEncoder
 
-from pipeline.codec import decode_frame, encode_event, frame_events
+from pipeline.wire.codec import decode_frame, encode_event, frame_events
 from sinks.tune_format import flatten, json_line, params_json
 
 

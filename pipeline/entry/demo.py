@@ -24,7 +24,8 @@ def free_address() -> str:
 
 def start_collector(address: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
     """``tunebus collect`` in a child process."""
-    cmd = [sys.executable, "-m", "pipeline.cli", "collect", "--bind", address, "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", address,
+           "--out", str(out), *extra]
     return subprocess.Popen(cmd)
 
 
@@ -56,8 +57,8 @@ def run_demo(out: Path, trials: int, iterations: int) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     from ray import tune
 
-    from pipeline.callback import BusCallback
-    from pipeline.progress import ProgressLine
+    from pipeline.ops.progress import ProgressLine
+    from pipeline.producer.callback import BusCallback
 
     out = out.resolve()
     address, status_address = free_address(), free_address()

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.codec import decode_event, encode_stored
-from pipeline.events import Event, SchemaError
-from pipeline.spool import Spool, iter_spool
+from pipeline.wire.codec import decode_event, encode_stored
+from pipeline.wire.events import Event, SchemaError
+from pipeline.wire.spool import Spool, iter_spool
 
 __all__ = ["SinkBacklog"]
 

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from pipeline.status import ask_status
+from pipeline.ops.status_client import ask_status
 
 __all__ = ["ProgressLine", "bar"]
 

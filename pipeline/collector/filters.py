@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from pipeline.events import KINDS, Event, Kind
+from pipeline.wire.events import KINDS, Event, Kind
 
 __all__ = ["DropKeys", "Filter", "KeepKinds", "apply_filters"]
 

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "SCHEMA_VERSION",
     "Event",
+    "Fallback",
     "Kind",
     "SchemaError",
     "check_name",
@@ -87,3 +88,24 @@ def check_name(what: str, name: object, *, allow_empty: bool = False) -> str:
     ):
         raise SchemaError("bad-name", f"{what} {name[:80]!r} is not a safe directory name")
     return name
+
+
+class Fallback:
+    """A value msgpack cannot carry, kept as the two texts Tune's loggers would write."""
+
+    __slots__ = ("json", "text")
+
+    def __init__(self, json_text: str, text: str) -> None:
+        self.json = json_text
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fallback) and (self.json, self.text) == (other.json, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.json, self.text))

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from pipeline.bus import DEFAULT_ADDRESS
-from pipeline.status import DEFAULT_STATUS_ADDRESS
+from pipeline.wire.sockets import DEFAULT_ADDRESS, DEFAULT_STATUS_ADDRESS
 
 __all__ = ["main"]
 
@@ -183,7 +182,7 @@ def parser() -> _Parser:
 
 
 async def _serve(config: object) -> None:
-    from pipeline.config import build_collector
+    from pipeline.collector.assembly import build_collector
 
     collector = build_collector(config)  # type: ignore[arg-type]
     # Decoding a frame allocates thousands of small objects: with the default
@@ -199,7 +198,7 @@ async def _serve(config: object) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from pipeline.config import CollectorConfig
+    from pipeline.collector.assembly import CollectorConfig
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -228,7 +227,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from pipeline.replay import replay
+    from pipeline.producer.replay import replay
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -243,7 +242,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    from pipeline.bus import make_keys
+    from pipeline.wire.sockets import make_keys
 
     public, secret = make_keys(args.dir, args.name)
     print(f"public key: {public}\nsecret key: {secret}")
@@ -251,7 +250,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.entry.demo import run_demo
 
     return run_demo(args.out, args.trials, args.iterations)
 
@@ -259,8 +258,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.status import ask_status
-    from pipeline.status_table import render_status
+    from pipeline.ops.status_client import ask_status
+    from pipeline.ops.status_table import render_status
 
     try:
         answer = ask_status(args.address, args.timeout_s)
@@ -285,7 +284,7 @@ COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _ke
 
 def _with_config_file(top: _Parser, argv: list[str] | None, path: Path) -> argparse.Namespace:
     """Parse again with the file's values as collect's defaults, so that given flags win."""
-    from pipeline.config_file import toml_defaults
+    from pipeline.entry.config_file import toml_defaults
 
     commands = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
     collect = commands.choices["collect"]

@@ -14,11 +14,11 @@ from typing import Any, cast
 import zmq
 import zmq.asyncio
 
-from pipeline.bus import CurveKeys, collector_socket, start_authenticator
-from pipeline.codec import Frame, decode_frame, encode_control, encode_stored
-from pipeline.events import Event, SchemaError
-from pipeline.fanout import Fanout
-from pipeline.quarantine import Quarantine
+from pipeline.collector.fanout import Fanout
+from pipeline.collector.quarantine import Quarantine
+from pipeline.wire.codec import Frame, decode_frame, encode_control, encode_stored
+from pipeline.wire.events import Event, SchemaError
+from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator
 
 __all__ = ["Collector", "CollectorStats", "CurveServer"]
 

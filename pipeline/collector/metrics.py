@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from pipeline.collector import Collector
+    from pipeline.collector.receiver import Collector
 
 __all__ = ["MetricsExporter", "SnapshotMetrics"]
 

@@ -10,14 +10,13 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from pipeline.events import KINDS, SCHEMA_VERSION, TRIAL_KINDS, Event, SchemaError, check_name
+from pipeline.wire.events import KINDS, SCHEMA_VERSION, TRIAL_KINDS, Event, Fallback, SchemaError, check_name
 
 __all__ = [
     "EXT_FALLBACK",
     "EXT_NDARRAY",
     "EXT_NPSCALAR",
     "EXT_TUPLE",
-    "Fallback",
     "Frame",
     "decode_control",
     "decode_event",
@@ -40,27 +39,6 @@ MAX_SAFE_NAMES = 65_536
 # Name tuples already checked: most events repeat the names of the trial before them.
 _SAFE_NAMES: set[tuple[bool, bool, object, object, object]] = set()
 FRAME_VERSION = 1
-
-
-class Fallback:
-    """A value msgpack cannot carry, kept as the two texts Tune's loggers would write."""
-
-    __slots__ = ("json", "text")
-
-    def __init__(self, json_text: str, text: str) -> None:
-        self.json = json_text
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-    __repr__ = __str__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Fallback) and (self.json, self.text) == (other.json, other.text)
-
-    def __hash__(self) -> int:
-        return hash((self.json, self.text))
 
 
 def _fallback_json(value: Any) -> str:

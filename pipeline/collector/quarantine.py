@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgpack
 
-from pipeline.events import SchemaError
+from pipeline.wire.events import SchemaError
 
 __all__ = ["Quarantine", "read_quarantine"]
 

@@ -1,4 +1,4 @@
-"""The bus itself: the two ZeroMQ sockets and the options both ends rely on."""
+"""The sockets both ends rely on: the producer's DEALER, the collector's ROUTER, CurveZMQ keys."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import zmq
 import zmq.auth
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-__all__ = ["DEFAULT_ADDRESS", "CurveKeys", "collector_socket", "make_keys", "producer_socket",
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_STATUS_ADDRESS", "CurveKeys", "collector_socket", "make_keys",
+           "producer_socket",
            "start_authenticator"]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+DEFAULT_STATUS_ADDRESS = "tcp://127.0.0.1:5556"
+"""Where a collector answers ``tunebus status`` unless told otherwise."""
 SEND_HWM_FRAMES = 1_000
 RECEIVE_HWM_FRAMES = 1_000
 

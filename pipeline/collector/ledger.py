@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.events import Event, Kind
+from pipeline.wire.events import Event, Kind
 
 __all__ = ["Ledger"]
 

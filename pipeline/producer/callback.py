@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 from ray import cloudpickle
 from ray.tune import Callback
 
-from pipeline.bus import DEFAULT_ADDRESS, CurveKeys
-from pipeline.codec import encode_event
-from pipeline.events import Kind
-from pipeline.sender import FullPolicy, Sender, SenderConfig
+from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
+from pipeline.wire.codec import encode_event
+from pipeline.wire.events import Kind
+from pipeline.wire.sockets import DEFAULT_ADDRESS, CurveKeys
 
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial

@@ -7,14 +7,15 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.backlog import SinkBacklog
-from pipeline.bus import DEFAULT_ADDRESS, CurveKeys
-from pipeline.collector import Collector, CurveServer, Service
-from pipeline.fanout import BatchPolicy, Fanout, SinkWorker
-from pipeline.ledger import Ledger
-from pipeline.quarantine import Quarantine
-from pipeline.status import DEFAULT_STATUS_ADDRESS, StatusServer
-from pipeline.throughput import ThroughputLog
+from pipeline.collector.backlog import SinkBacklog
+from pipeline.collector.fanout import Fanout
+from pipeline.collector.ledger import Ledger
+from pipeline.collector.quarantine import Quarantine
+from pipeline.collector.receiver import Collector, CurveServer, Service
+from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
+from pipeline.collector.status import StatusServer
+from pipeline.collector.throughput import ThroughputLog
+from pipeline.wire.sockets import DEFAULT_ADDRESS, DEFAULT_STATUS_ADDRESS, CurveKeys
 from sinks import SINKS, make_sink
 from sinks.base import Sink, TrialFiles
 
@@ -116,7 +117,7 @@ class CollectorConfig:
         if self.status_bind:
             services.append(StatusServer(self.status_bind))
         if self.metrics_port is not None:
-            from pipeline.metrics import MetricsExporter  # prometheus-client is optional
+            from pipeline.collector.metrics import MetricsExporter  # prometheus-client is optional
 
             services.append(MetricsExporter(self.metrics_port, self.metrics_host))
         if self.log_interval_s > 0:

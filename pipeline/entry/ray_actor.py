@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.status import ask_status
+from pipeline.ops.status_client import ask_status
 
 __all__ = ["CollectorProcess", "RayCollector", "find_collector_on_ray", "start_collector_on_ray",
            "stop_collector_on_ray"]
@@ -69,7 +69,7 @@ class CollectorProcess:
         self.bind, self.address = _resolve(bind or f"tcp://{ip}:0", ip)
         host = self.bind.removeprefix("tcp://").rsplit(":", 1)[0]
         self.status_bind, self.status_address = _resolve(status_bind or f"tcp://{host}:0", ip)
-        self.command = [sys.executable, "-m", "pipeline.cli", "collect", "--bind", self.bind,
+        self.command = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", self.bind,
                         "--out", self.out, "--sinks", ",".join(sinks),
                         "--status-bind", self.status_bind, *collect_args]
         self.restarts = 0

@@ -1,4 +1,4 @@
-"""The control socket: the collector answers every request with its counters, as JSON."""
+"""The collector's control socket: it answers every request with its counters, as JSON."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import zmq
 import zmq.asyncio
 
-from pipeline.throughput import RateWindow, counters
+from pipeline.collector.throughput import RateWindow, counters
+from pipeline.wire.sockets import DEFAULT_STATUS_ADDRESS
 
 if TYPE_CHECKING:
-    from pipeline.collector import Collector
+    from pipeline.collector.receiver import Collector
 
-__all__ = ["DEFAULT_STATUS_ADDRESS", "StatusServer", "ask_status"]
+__all__ = ["StatusServer"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATUS_ADDRESS = "tcp://127.0.0.1:5556"
 SAMPLE_INTERVAL_S = 1.0
 RATE_WINDOW_S = 10.0
 
@@ -83,23 +83,3 @@ class StatusServer:
                              "sinks": {n: rates.get(f"sinks.{n}", 0.0) for n in snapshot["sinks"]}}
         snapshot["bus"] = collector.address
         return json.dumps(snapshot).encode()
-
-
-def ask_status(address: str, timeout_s: float = 5.0) -> dict[str, Any]:
-    """Ask the collector whose status socket is at ``address``; TimeoutError after ``timeout_s``."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        try:
-            sock.connect(address)
-        except zmq.ZMQError as exc:
-            raise ValueError(f"cannot connect to {address!r}: {exc}") from exc
-        sock.send(b"status")
-        if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
-            raise TimeoutError(f"no answer from {address} within {timeout_s:g}s")
-        answer: dict[str, Any] = json.loads(sock.recv())
-        return answer
-    finally:
-        sock.close(linger=0)
-        ctx.term()

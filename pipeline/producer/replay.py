@@ -6,9 +6,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from pipeline.bus import CurveKeys
-from pipeline.sender import Sender, SenderConfig
-from pipeline.spool import read_spool
+from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.wire.sockets import CurveKeys
+from pipeline.wire.spool import read_spool
 
 __all__ = ["replay"]
 

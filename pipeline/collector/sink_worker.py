@@ -1,23 +1,22 @@
-"""Sink queues: one bounded queue, one task and one thread per sink, and the marks they reach."""
+"""The sink worker: one task and one thread per sink, writing batches from its queue, in order."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pipeline.backlog import SinkBacklog
-from pipeline.events import Event
-from pipeline.filters import Filter, apply_filters
-from pipeline.ledger import Ledger
+from pipeline.collector.backlog import SinkBacklog
+from pipeline.collector.filters import Filter, apply_filters
+from pipeline.collector.ledger import Ledger
+from pipeline.collector.sink_queue import EventQueue
+from pipeline.wire.events import Event
 from sinks.base import Sink, TrialFiles, close_all, deliver
 
-__all__ = ["EventQueue", "Fanout", "SinkStats", "SinkWorker"]
+__all__ = ["BatchPolicy", "SinkStats", "SinkWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -27,80 +26,6 @@ POISON_AFTER = 3
 DATA_ERRORS = (TypeError, ValueError, LookupError, AttributeError, ArithmeticError, RecursionError)
 """What a sink raises when an event's values are at fault; anything else (OSError, a locked Aim
 repo's RuntimeError) is the environment, and the batch waits for it, however long."""
-
-
-class EventQueue:
-    """A FIFO of events bounded by count: ``put`` awaits room, ``get_batch`` awaits a batch.
-
-    With a ``backlog``, events past the bound go to disk instead of waiting (and
-    every later event after them, to keep the order); ``put`` waits only when the
-    backlog is full as well. ``get_batch`` refills memory from the backlog.
-    """
-
-    def __init__(self, max_events: int, backlog: SinkBacklog | None = None) -> None:
-        if max_events < 1:
-            raise ValueError(f"max_events must be at least 1, got {max_events!r}")
-        self.max_events = max_events
-        self.backlog = backlog
-        self._items: collections.deque[Event] = collections.deque()
-        self._changed = asyncio.Condition()
-        self._closed = False
-
-    def __len__(self) -> int:
-        return len(self._items) + (len(self.backlog) if self.backlog is not None else 0)
-
-    async def put(self, events: Sequence[Event]) -> None:
-        """Append ``events``; waits while they do not fit (an empty queue takes any batch)."""
-        rest = events
-        async with self._changed:
-            while rest:
-                await self._changed.wait_for(functools.partial(self._has_room, rest))
-                rest = self._take(rest)
-                self._changed.notify_all()
-
-    def _has_room(self, events: Sequence[Event]) -> bool:
-        if self.backlog is None:
-            return not self._items or len(self._items) + len(events) <= self.max_events
-        return not self.backlog.full or (not len(self.backlog) and len(self._items) < self.max_events)
-
-    def _take(self, events: Sequence[Event]) -> Sequence[Event]:
-        """Keep what fits in memory, the rest in the backlog; returns what is left."""
-        if self.backlog is None:
-            self._items.extend(events)
-            return ()
-        room = 0 if len(self.backlog) else max(0, self.max_events - len(self._items))
-        self._items.extend(events[:room])
-        rest = events[room:]
-        return rest[self.backlog.push(rest):] if rest else ()
-
-    async def get_batch(self, max_events: int, linger_s: float) -> list[Event]:
-        """Up to ``max_events``: waits for one, then up to ``linger_s`` for a full batch.
-
-        Returns an empty list only once the queue is closed and empty.
-        """
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self) or self._closed)
-            if len(self) < max_events and linger_s > 0 and not self._closed:
-                try:
-                    await asyncio.wait_for(self._changed.wait_for(
-                        lambda: len(self) >= max_events or self._closed), linger_s)
-                except TimeoutError:
-                    pass
-            self._refill(max_events)
-            take = min(max_events, len(self._items))
-            batch = [self._items.popleft() for _ in range(take)]
-            self._changed.notify_all()
-            return batch
-
-    def _refill(self, max_events: int) -> None:
-        if self.backlog is not None and len(self._items) < max_events:
-            self._items.extend(self.backlog.pop(max_events - len(self._items)))
-
-    async def close(self) -> None:
-        """No more puts: ``get_batch`` drains what is left, then returns empty lists."""
-        async with self._changed:
-            self._closed = True
-            self._changed.notify_all()
 
 
 @dataclass(slots=True)
@@ -259,38 +184,3 @@ class SinkWorker:
             self.trials.open.clear()
         if self.ledger is not None:
             self.ledger.recover()
-
-
-class Fanout:
-    """Every event to every sink queue; a producer's mark is the least its durable sinks reached."""
-
-    def __init__(self, workers: Sequence[SinkWorker]) -> None:
-        if not workers:
-            raise ValueError("a collector needs at least one sink")
-        self.workers = list(workers)
-
-    async def put(self, events: Sequence[Event]) -> None:
-        """Queue ``events`` for every sink; waits while any sink's queue is full."""
-        for worker in self.workers:
-            await worker.queue.put(events)
-
-    def mark(self, producer: str) -> int:
-        """The highest seq of ``producer`` that every durable sink has written (-1: none)."""
-        durable = [w for w in self.workers if w.durable] or self.workers
-        return min(w.marks.get(producer, -1) for w in durable)
-
-    def restored(self) -> dict[str, int]:
-        """Each producer's mark that every durable sink's ledger had at start."""
-        durable = [w for w in self.workers if w.durable and w.ledger is not None]
-        if not durable:
-            return {}
-        producers = set.intersection(*(set(w.ledger.marks) for w in durable if w.ledger))
-        return {p: min(w.marks[p] for w in durable) for p in producers}
-
-    def depth(self) -> int:
-        return max(len(w.queue) for w in self.workers)
-
-    async def drain(self) -> None:
-        """Close every queue and wait until each sink has written all it holds and closed."""
-        for worker in self.workers:
-            await worker.queue.close()

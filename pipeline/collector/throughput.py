@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.collector import Collector
+    from pipeline.collector.receiver import Collector
 
 __all__ = ["RateWindow", "ThroughputLog", "counters", "summary_line"]
 

@@ -1,0 +1,1 @@
+"""Entry points: the ``tunebus`` command, its config file, the demo, the Ray actor."""

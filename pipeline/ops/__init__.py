@@ -1,0 +1,1 @@
+"""The operator's side: tools that ask a running collector how it is doing."""

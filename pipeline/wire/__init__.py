@@ -1,0 +1,1 @@
+"""What both processes share: the event schema, the codec, the sockets and the spool file format."""
