@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
+             log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
             # Unmeasured: the first fit of a session pays for worker start-up and imports.

@@ -41,7 +41,8 @@ def ensure_ray() -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=1, include_dashboard=False, configure_logging=False,
+                 log_to_driver=False)
 
 
 def real_trials(storage_path: Path, experiment: str, count: int) -> list[Trial]:
