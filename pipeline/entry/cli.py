@@ -136,6 +136,8 @@ def _add_keygen(sub: argparse._SubParsersAction[_Parser]) -> None:
                        description="Write NAME.key (public) and NAME.key_secret into DIR.")
     p.add_argument("dir", type=Path, help="directory for the key files")
     p.add_argument("name", help="base name of the key files, e.g. collector or driver1")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing pair (everyone holding the old key is locked out)")
 
 
 def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -244,8 +246,12 @@ def _replay(args: argparse.Namespace) -> int:
 def _keygen(args: argparse.Namespace) -> int:
     from pipeline.wire.sockets import make_keys
 
-    public, secret = make_keys(args.dir, args.name)
-    print(f"public key: {public}\nsecret key: {secret}")
+    try:
+        public, secret = make_keys(args.dir, args.name, force=args.force)
+    except ValueError as exc:
+        print(f"tunebus keygen: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"public key: {public}\nsecret key: {secret} (mode 0600: keep it where it is used)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,17 +40,42 @@ class CurveKeys:
         return cls(public, secret, server)
 
 
-def make_keys(directory: Path, name: str) -> tuple[Path, Path]:
-    """Write a key pair ``<name>.key`` (public) and ``<name>.key_secret``; return both paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(str(directory), name)
-    return Path(public), Path(secret)
+def make_keys(directory: Path, name: str, *, force: bool = False) -> tuple[Path, Path]:
+    """Write a key pair ``<name>.key`` (public) and ``<name>.key_secret`` (mode 0600); return both paths.
+
+    Refuses (ValueError, one line) a name that is not one plain file name, a
+    directory that cannot be made, and an existing pair unless ``force``: every
+    driver holding the old public key would be locked out.
+    """
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+        raise ValueError(f"key name must be a plain file name, got {name!r}")
+    directory = Path(directory)
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    existing = [str(p) for p in (public, secret) if p.exists()]
+    if existing and not force:
+        raise ValueError(f"{existing[0]} already exists; replacing it locks out everyone holding the "
+                         f"old key (use --force to replace it)")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        old_umask = os.umask(0o077)  # the secret key is never readable by others, not even briefly
+        try:
+            zmq.auth.create_certificates(str(directory), name)
+        finally:
+            os.umask(old_umask)
+        public.chmod(0o644)
+    except OSError as exc:
+        raise ValueError(f"cannot write keys into {str(directory)!r}: {exc.strerror or exc}") from exc
+    return public, secret
 
 
 def start_authenticator(ctx: zmq.Context[Any], clients_dir: Path) -> AsyncioAuthenticator:
     """ZAP for ``ctx``: admit only CurveZMQ clients whose public key file is in ``clients_dir``."""
     if not clients_dir.is_dir() or not any(clients_dir.glob("*.key")):
         raise ValueError(f"{clients_dir} holds no client public keys (*.key)")
+    secrets = sorted(p.name for p in clients_dir.glob("*.key_secret"))
+    if secrets:
+        raise ValueError(f"{clients_dir} holds secret keys ({', '.join(secrets)}): only the clients' "
+                         f"public .key files belong there; keep each .key_secret on its driver")
     auth = AsyncioAuthenticator(ctx)
     auth.start()
     auth.configure_curve(domain="*", location=str(clients_dir))
