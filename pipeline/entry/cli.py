@@ -238,8 +238,11 @@ def _replay(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"tunebus replay: error: {exc}", file=sys.stderr)
         return 2
-    print(f"tunebus replay: {total} events from {args.spool}: "
-          f"{'all confirmed' if delivered else 'NOT all confirmed, spool kept'}")
+    if delivered:
+        print(f"tunebus replay: {total} events from {args.spool}: all confirmed")
+    else:
+        print(f"tunebus replay: {total} events from {args.spool}: NOT all confirmed by {args.to}; "
+              f"the rest stay in {args.spool}: run tunebus replay {args.spool} --to {args.to} again")
     return 0 if delivered else 1
 
 

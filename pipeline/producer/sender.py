@@ -104,16 +104,18 @@ class Sender:
     """
 
     def __init__(self, address: str, producer: str, config: SenderConfig | None = None,
-                 curve: CurveKeys | None = None) -> None:
+                 curve: CurveKeys | None = None, spool_file: Path | None = None) -> None:
         self.address = address
         self.producer = producer
         self.config = config or SenderConfig()
         self.curve = curve
-        self.spool_file = self.config.spool_directory() / f"{producer}.spool"
+        self.spool_file = spool_file or self.config.spool_directory() / f"{producer}.spool"
+        """Where what is undelivered at close is saved (``tunebus replay`` passes the file it replays)."""
         self._incoming: collections.deque[Item] = collections.deque()
         self._queued: collections.deque[Item] = collections.deque()
         self._inflight: collections.deque[Item] = collections.deque()
-        self._spool = Spool(self.spool_file.with_suffix(".live"), producer, self.config.spool_max_bytes)
+        self._spool = Spool(self.config.spool_directory() / f"{producer}.live", producer,
+                            self.config.spool_max_bytes)
         self._memory_bytes = 0
         self._submitted = 0
         self._last_seq = -1
@@ -373,8 +375,8 @@ class Sender:
             return
         count = write_spool(self.spool_file, self.producer, items)
         log.warning("tunebus: %d events were not delivered to %s; saved to %s. Deliver them with: "
-                    "tunebus replay %s --to ADDRESS", count, self.address, self.spool_file,
-                    self.spool_file)
+                    "tunebus replay %s --to %s", count, self.address, self.spool_file,
+                    self.spool_file, self.address)
 
 
 def _shrunk(data: bytes, max_bytes: int) -> bytes:

@@ -1,0 +1,38 @@
+"""``tunebus replay``: what is not confirmed stays in the file it came from, and the advice names it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pipeline.entry.cli import main
+from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.wire.spool import read_spool
+from tests.busharness import running_collector, submit_results, written
+
+COUNT = 50
+
+
+def _left_spool(tmp_path: Path, address: str) -> Path:
+    sender = Sender(address, "p1", SenderConfig(spool_dir=str(tmp_path / "spool")))
+    submit_results(sender, COUNT)
+    assert not sender.close(0.1)
+    return tmp_path / "spool" / "p1.spool"
+
+
+async def test_unconfirmed_events_stay_in_the_replayed_file(tmp_path: Path, address: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """With no collector answering, the spool still holds every event, and the advice names it."""
+    spool = _left_spool(tmp_path, address)
+    code = await asyncio.to_thread(main, ["replay", str(spool), "--to", address, "--timeout-s", "0.3"])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert f"the rest stay in {spool}" in out and f"--to {address}" in out
+    producer, items = read_spool(spool)
+    assert producer == "p1" and [seq for seq, _ in items] == list(range(COUNT + 1))
+    async with running_collector(tmp_path / "out", address):
+        assert await asyncio.to_thread(main, ["replay", str(spool), "--to", address]) == 0
+    assert not spool.exists()
+    assert written(tmp_path / "out") == list(range(1, COUNT + 1))
