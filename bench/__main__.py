@@ -47,8 +47,8 @@ def run_one(name: str, quick: bool, plots: bool) -> dict[str, Any]:
             "elapsed_s": round(time.monotonic() - started, 1)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+def main(argv: list[str] | None = None, prog: str = "python -m bench") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, seconds each: proves the scripts work")
     parser.add_argument("--only", action="append", choices=BENCHES, metavar="NAME",

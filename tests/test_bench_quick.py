@@ -48,3 +48,13 @@ def test_no_benchmark_failed(records: dict[str, dict[str, object]]) -> None:
     """Every benchmark that ran, the other engineers' included, finished without error."""
     assert records
     assert [name for name, r in records.items() if "error" in r] == []
+
+
+def test_tunebus_bench_names_itself_in_its_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    """``tunebus bench --only nosuch`` reports itself as tunebus bench, not python -m bench."""
+    from pipeline.entry.cli import main
+
+    with pytest.raises(SystemExit, match="2"):
+        main(["bench", "--only", "nosuch"])
+    err = capsys.readouterr().err
+    assert "tunebus bench: error:" in err and "python -m bench" not in err

@@ -284,7 +284,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     only = [f"--only={name}" for name in args.only]
     flags = [*(["--quick"] if args.quick else []), *(["--plots"] if args.plots else [])]
-    return bench_main([*flags, *only])
+    return bench_main([*flags, *only], prog="tunebus bench")
 
 
 COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen,
