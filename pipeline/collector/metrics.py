@@ -35,7 +35,8 @@ SINK_GAUGES = [("tunebus_sink_queue_depth", "Events waiting in the sink's queue.
 TOTAL_COUNTERS = [("tunebus_frames_received", "Frames read from the bus.", "frames"),
                   ("tunebus_quarantined_frames", "Malformed frames kept in quarantine.", "quarantined"),
                   ("tunebus_duplicate_events", "Repeated events dropped (already taken).", "duplicates"),
-                  ("tunebus_sequence_gaps", "Gaps answered with a nack.", "gaps")]
+                  ("tunebus_sequence_gaps", "Gaps answered with a nack.", "gaps"),
+                  ("tunebus_refused_clients", "Handshakes refused (CurveZMQ keys, ZAP).", "refused")]
 
 
 class SnapshotMetrics:

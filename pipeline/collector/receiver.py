@@ -16,9 +16,10 @@ import zmq.asyncio
 
 from pipeline.collector.fanout import Fanout
 from pipeline.collector.quarantine import Quarantine
+from pipeline.collector.refusals import Refusals
 from pipeline.wire.codec import Frame, decode_frame, encode_control, encode_stored
 from pipeline.wire.events import Event, SchemaError
-from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator
+from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator, watch_handshakes
 
 __all__ = ["Collector", "CollectorStats", "CurveServer"]
 
@@ -70,6 +71,7 @@ class Collector:
         self.services = list(services)
         self.curve = curve
         self.stats = CollectorStats()
+        self.refusals = Refusals()
         self.started = time.monotonic()
         self.address = ""
         self.ready = asyncio.Event()
@@ -85,7 +87,7 @@ class Collector:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; returns once everything received is written."""
         ctx = zmq.asyncio.Context()
-        auth = start_authenticator(ctx, self.curve.clients_dir) if self.curve else None
+        auth = start_authenticator(ctx, self.curve.clients_dir, self.refusals) if self.curve else None
         sock = cast(zmq.asyncio.Socket, collector_socket(
             ctx, self.bind, self.max_message_bytes, self.curve.keys if self.curve else None))
         self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -93,6 +95,8 @@ class Collector:
         acks = asyncio.create_task(self._ack_loop(sock), name="acks")
         receive = asyncio.create_task(self._receive_loop(sock), name="receive")
         extras = [asyncio.create_task(service(self), name="service") for service in self.services]
+        if self.curve:
+            extras.append(asyncio.create_task(watch_handshakes(sock, self.refusals), name="handshakes"))
         self.ready.set()
         log.info("collecting on %s into sinks %s", self.address,
                  ", ".join(w.name for w in self.fanout.workers))
@@ -200,6 +204,7 @@ class Collector:
             "duplicates": self.stats.duplicates,
             "gaps": self.stats.gaps,
             "quarantined": self.quarantine.frames,
+            "refused": self.refusals.total,
             "faults": dict(self.quarantine.faults),
             "queue_depth": self.fanout.depth(),
             "sinks": {w.name: {"events": w.stats.events, "batches": w.stats.batches,

@@ -55,5 +55,6 @@ def render_status(status: Mapping[str, Any]) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(status.get("faults", {}).items()))
     lines += ["", f"quarantined frames {status['quarantined']}" + (f" ({faults})" if faults else ""),
               f"dropped events {status.get('dropped', 0)} (given up by producers)",
-              f"duplicates {status['duplicates']}, gaps {status['gaps']}"]
+              f"duplicates {status['duplicates']}, gaps {status['gaps']}",
+              f"refused clients {status.get('refused', 0)} (CurveZMQ handshakes; the collector log says why)"]
     return "\n".join(lines)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
+import zmq.asyncio
 import zmq.auth
+import zmq.utils.z85
 from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 __all__ = ["DEFAULT_ADDRESS", "DEFAULT_STATUS_ADDRESS", "CurveKeys", "collector_socket", "make_keys",
            "producer_socket",
-           "start_authenticator"]
+           "start_authenticator", "watch_handshakes", "ZapAuthenticator"]
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 DEFAULT_STATUS_ADDRESS = "tcp://127.0.0.1:5556"
@@ -68,7 +72,38 @@ def make_keys(directory: Path, name: str, *, force: bool = False) -> tuple[Path,
     return public, secret
 
 
-def start_authenticator(ctx: zmq.Context[Any], clients_dir: Path) -> AsyncioAuthenticator:
+Refused = Callable[[str, str], None]
+"""Told of each refused client: its address (or the bus's, when ZeroMQ gives none) and why."""
+
+HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                      | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+
+
+class ZapAuthenticator(AsyncioAuthenticator):
+    """ZAP that also tells ``on_refused`` which client it refused and why (pyzmq only logs at DEBUG)."""
+
+    def __init__(self, ctx: zmq.Context[Any], on_refused: Refused) -> None:
+        super().__init__(ctx)
+        self.on_refused = on_refused
+        self._asking: tuple[str, str] = ("", "")
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        if len(msg) >= 7:  # version, request id, domain, address, identity, mechanism, key
+            key = zmq.utils.z85.encode(msg[6]).decode() if len(msg[6]) == 32 else ""
+            self._asking = (msg[3].decode(errors="replace"), key)
+        await super().handle_zap_message(msg)
+
+    def _send_zap_reply(self, request_id: bytes, status_code: bytes, status_text: bytes,
+                        user_id: str = "anonymous") -> None:
+        if status_code != b"200":
+            address, key = self._asking
+            self.on_refused(address, f"{status_text.decode(errors='replace')}: client key {key[:12]}... is "
+                                     f"not in --curve-clients")
+        super()._send_zap_reply(request_id, status_code, status_text, user_id)
+
+
+def start_authenticator(ctx: zmq.Context[Any], clients_dir: Path,
+                        on_refused: Refused = lambda address, why: None) -> AsyncioAuthenticator:
     """ZAP for ``ctx``: admit only CurveZMQ clients whose public key file is in ``clients_dir``."""
     if not clients_dir.is_dir() or not any(clients_dir.glob("*.key")):
         raise ValueError(f"{clients_dir} holds no client public keys (*.key)")
@@ -76,10 +111,29 @@ def start_authenticator(ctx: zmq.Context[Any], clients_dir: Path) -> AsyncioAuth
     if secrets:
         raise ValueError(f"{clients_dir} holds secret keys ({', '.join(secrets)}): only the clients' "
                          f"public .key files belong there; keep each .key_secret on its driver")
-    auth = AsyncioAuthenticator(ctx)
+    auth = ZapAuthenticator(ctx, on_refused)
     auth.start()
     auth.configure_curve(domain="*", location=str(clients_dir))
     return auth
+
+
+async def watch_handshakes(sock: zmq.asyncio.Socket, on_refused: Refused) -> None:
+    """Tell ``on_refused`` of every failed handshake on ``sock`` until cancelled.
+
+    ZAP names the clients it refuses; a client without Curve, or with the wrong
+    server key, fails before ZAP is asked, and ZeroMQ gives no peer address for it.
+    """
+    monitor = sock.get_monitor_socket(HANDSHAKE_FAILURES)
+    try:
+        while True:
+            event = await recv_monitor_message(monitor)
+            if event["event"] != zmq.EVENT_HANDSHAKE_FAILED_AUTH:  # ZAP has said who and why
+                on_refused(event["endpoint"].decode(errors="replace"),
+                           f"CurveZMQ handshake failed (ZMTP error {event['value']:#x}): the client "
+                           f"has no Curve keys or the wrong server key")
+    finally:
+        sock.disable_monitor()
+        monitor.close(linger=0)
 
 
 def producer_socket(ctx: zmq.Context[Any], address: str, producer: str,
