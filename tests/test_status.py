@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from pipeline.collector.status import StatusServer
-from pipeline.collector.throughput import RateWindow, summary_line
+from pipeline.collector.throughput import RateWindow, ThroughputLog, summary_line
 from pipeline.entry.demo import free_address
 from pipeline.ops.status_client import ask_status
 from pipeline.ops.status_table import render_status
@@ -66,7 +66,8 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
             ctx.term()
         answer = await asyncio.to_thread(ask_status, server.address, 10.0)
     assert answer["bus"] == collector.address
-    assert answer["producers"]["p1"] == {"events": 4, "last_seq": 6, "acked": 6, "dropped": 3, "lag": 0}
+    assert answer["producers"]["p1"] == {"events": 4, "last_seq": 6, "acked": 6, "dropped": 3, "lag": 0,
+                                         "experiments": ["exp"], "host": "", "pid": 0, "ended": False}
     assert answer["dropped"] == 3 and answer["quarantined"] == 1
     assert {n: (s["events"], s["queued"], s["errors"]) for n, s in answer["sinks"].items()} == {
         "json": (4, 0, 0), "csv": (4, 0, 0), "tensorboard": (4, 0, 0)}
@@ -103,16 +104,27 @@ async def test_a_busy_status_address_is_a_warning_and_the_collector_goes_on(
         ctx.term()
 
 
-async def test_the_throughput_log_says_rates_and_lags(
+async def test_the_throughput_log_says_rates_and_lags_and_nothing_while_idle(
         tmp_path: Path, address: str, caplog: pytest.LogCaptureFixture) -> None:
-    """With --log-interval-s the collector logs lines naming each sink's rate and the lags."""
+    """With --log-interval-s the collector logs each sink's rate and the lags, and stays quiet while idle."""
     caplog.set_level(logging.INFO, logger="pipeline.collector.throughput")
     async with running_collector(tmp_path, address, sinks=("json", "csv"), status_bind="",
-                                 log_interval_s=0.05):
+                                 log_interval_s=0.05) as collector:
+        ticker = next(s for s in collector.services if isinstance(s, ThroughputLog))
+        await _until(lambda: ticker.ticks >= 3, "idle intervals")
+        assert not [r for r in caplog.records if r.message.startswith("throughput:")]
+        ctx, sock = _producer(address, "p1")
+        sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
         await _until(lambda: any(r.message.startswith("throughput:") for r in caplog.records),
                      "a throughput line")
-    line = next(r.message for r in caplog.records if r.message.startswith("throughput:"))
-    assert "json 0/s" in line and "csv 0/s" in line and "lag: sink 0 events" in line
+        sock.close()
+        ctx.term()
+        lines = [r.message for r in caplog.records if r.message.startswith("throughput:")]
+        ticks = ticker.ticks
+        await _until(lambda: ticker.ticks >= ticks + 3, "idle intervals after the events")
+    after = [r.message for r in caplog.records if r.message.startswith("throughput:")]
+    assert len(after) <= len(lines) + 1  # at most the interval that saw the last writes
+    assert "json " in lines[0] and "csv " in lines[0] and "lag: sink" in lines[0]
 
 
 def test_rate_window_takes_rates_over_the_window_only() -> None:

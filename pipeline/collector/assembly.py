@@ -149,7 +149,7 @@ def build_collector(config: CollectorConfig) -> Collector:
     if config.curve_secret_key and config.curve_clients:
         curve = CurveServer(CurveKeys.load(config.curve_secret_key), config.curve_clients)
     return Collector(config.bind, Fanout(workers), quarantine, config.max_message_bytes,
-                     services=config.services(), curve=curve)
+                     services=config.services(), curve=curve, out=config.out)
 
 
 def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:

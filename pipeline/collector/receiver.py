@@ -17,6 +17,7 @@ import zmq.asyncio
 from pipeline.collector.fanout import Fanout
 from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.refusals import Refusals
+from pipeline.collector.runs import NOTED_KINDS, Run, RunBook
 from pipeline.wire.codec import Frame, decode_frame, encode_control, encode_stored
 from pipeline.wire.events import Event, SchemaError
 from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator, watch_handshakes
@@ -63,7 +64,8 @@ class Collector:
 
     def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine,
                  max_message_bytes: int = 64 * 1024 * 1024,
-                 services: Sequence[Service] = (), curve: CurveServer | None = None) -> None:
+                 services: Sequence[Service] = (), curve: CurveServer | None = None,
+                 out: Path | None = None) -> None:
         self.bind = bind
         self.fanout = fanout
         self.quarantine = quarantine
@@ -72,6 +74,8 @@ class Collector:
         self.curve = curve
         self.stats = CollectorStats()
         self.refusals = Refusals()
+        self.out = out
+        self.runs = RunBook(out)
         self.started = time.monotonic()
         self.address = ""
         self.ready = asyncio.Event()
@@ -98,8 +102,13 @@ class Collector:
         if self.curve:
             extras.append(asyncio.create_task(watch_handshakes(sock, self.refusals), name="handshakes"))
         self.ready.set()
-        log.info("collecting on %s into sinks %s", self.address,
-                 ", ".join(w.name for w in self.fanout.workers))
+        log.info("collecting on %s into %s (sinks %s); CurveZMQ %s; stop with Ctrl-C or SIGTERM, "
+                 "which writes everything received first", self.address, self.out or "?",
+                 ", ".join(w.name for w in self.fanout.workers), "on" if self.curve else "off")
+        if self.curve is None and not _local(self.address):
+            log.warning("the bus listens on %s without CurveZMQ: anyone who can reach it can write "
+                        "into %s; turn on --curve-secret-key/--curve-clients (tunebus keygen)",
+                        self.address, self.out or "the output folder")
         try:
             stopped = asyncio.create_task(stop.wait())
             await asyncio.wait([stopped, receive, *workers], return_when=asyncio.FIRST_COMPLETED)
@@ -142,6 +151,7 @@ class Collector:
                 self.quarantine.add(identity, raw, frame.faults)
             accepted = self._in_sequence(sock, identity, frame)
             if accepted:
+                self._note_runs(sock, accepted)
                 self.stats.events += len(accepted)
                 await self.fanout.put(accepted)
 
@@ -172,6 +182,14 @@ class Collector:
             self._send(sock, identity, "ack", self._acked[producer])
         return accepted
 
+    def _note_runs(self, sock: zmq.asyncio.Socket, accepted: list[Event]) -> None:
+        for event in accepted:
+            if event.kind in NOTED_KINDS:
+                self.runs.note(event)
+        while self.runs.notices:
+            producer, text = self.runs.notices.pop()
+            self._send(sock, producer.encode(), "warn", text)
+
     def _poisoned(self, sink: str, event: Event, exc: Exception) -> None:
         """An event a sink cannot write because of its data: quarantined, as a bad frame is."""
         fault = SchemaError("sink-refused", f"{sink}: {type(exc).__name__}: {exc}"[:300])
@@ -190,14 +208,15 @@ class Collector:
                 self._acked[producer] = mark
                 self._send(sock, producer.encode(), "ack", mark)
 
-    def _send(self, sock: zmq.asyncio.Socket, identity: bytes, kind: str, seq: int) -> None:
+    def _send(self, sock: zmq.asyncio.Socket, identity: bytes, kind: str, arg: int | str) -> None:
         # A ROUTER never blocks: a message for a producer that is gone is dropped,
         # and that producer resends when it comes back.
-        sent = sock.send_multipart([identity, encode_control(kind, seq)], zmq.NOBLOCK)
+        sent = sock.send_multipart([identity, encode_control(kind, arg)], zmq.NOBLOCK)
         cast("asyncio.Future[Any]", sent).add_done_callback(_ignore_send_error)
 
     def snapshot(self) -> dict[str, Any]:
         """Counters for status and tests."""
+        shown = self.runs.shown()
         return {
             "frames": self.stats.frames,
             "events": self.stats.events,
@@ -220,11 +239,26 @@ class Collector:
             "dropped": sum(self.stats.dropped.values()),
             "producers": {p: {"events": n, "last_seq": self._expected[p] - 1,
                               "acked": self._acked.get(p, -1), "dropped": self.stats.dropped[p],
-                              "lag": self._expected[p] - 1 - self._acked.get(p, -1)}
-                          for p, n in self.stats.per_producer.items() if p in self._expected},
+                              "lag": self._expected[p] - 1 - self._acked.get(p, -1),
+                              **_run_fields(shown.get(p))}
+                          for p, n in self.stats.per_producer.items()
+                          if p in self._expected and (p in shown or p not in self.runs.runs)},
         }
 
 
 def _ignore_send_error(sent: asyncio.Future[Any]) -> None:
     if not sent.cancelled() and sent.exception() is not None:
         log.debug("an acknowledgement was not sent: %s", sent.exception())
+
+
+def _local(address: str) -> bool:
+    """Whether only this machine can reach ``address``."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return not address.startswith("tcp://") or host.startswith("127.") or host in ("localhost", "::1")
+
+
+def _run_fields(run: Run | None) -> dict[str, Any]:
+    if run is None:
+        return {"experiments": [], "host": "", "pid": 0, "ended": False}
+    return {"experiments": sorted(run.experiments), "host": run.host, "pid": run.pid,
+            "ended": run.ended_at is not None}

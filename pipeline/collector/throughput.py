@@ -68,12 +68,19 @@ class ThroughputLog:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s!r}")
         self.interval_s = interval_s
+        self.ticks = 0
+        """Intervals looked at, logged or not (an idle one is not)."""
 
     async def __call__(self, collector: Collector) -> None:
         window = RateWindow(self.interval_s)
-        window.add(time.monotonic(), counters(collector.snapshot()))
+        last = counters(collector.snapshot())
+        window.add(time.monotonic(), last)
         while True:
             await asyncio.sleep(self.interval_s)
             snapshot = collector.snapshot()
-            window.add(time.monotonic(), counters(snapshot))
-            log.info("%s", summary_line(snapshot, window.rates()))
+            now = counters(snapshot)
+            window.add(time.monotonic(), now)
+            if now != last or snapshot["queue_depth"]:  # an idle collector says nothing
+                log.info("%s", summary_line(snapshot, window.rates()))
+            last = now
+            self.ticks += 1

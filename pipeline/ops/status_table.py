@@ -33,6 +33,11 @@ def _bytes(value: int | None) -> str:
     return "-"  # unreachable
 
 
+def _driver(producer: Mapping[str, Any]) -> str:
+    host, pid = producer.get("host"), producer.get("pid")
+    return f"{host or '?'}:{pid}" if pid else (host or "-")
+
+
 def render_status(status: Mapping[str, Any]) -> str:
     """Producers, sinks and totals of one ``StatusServer`` answer, as aligned text."""
     rates = status.get("rates", {})
@@ -41,8 +46,11 @@ def render_status(status: Mapping[str, Any]) -> str:
              f"{rates.get('events', 0.0):.0f} events/s"]
     producers = status.get("producers", {})
     lines += ["", "producers"]
-    lines += _table(["producer", "events", "last seq", "acked", "lag", "dropped"],
-                    [[p, v["events"], v["last_seq"], v["acked"], v["lag"], v["dropped"]]
+    lines += _table(["producer", "experiments", "driver", "run", "events", "last seq", "acked", "lag",
+                     "dropped"],
+                    [[p, ",".join(v.get("experiments", ())) or "-", _driver(v),
+                      "ended" if v.get("ended") else "running", v["events"], v["last_seq"], v["acked"],
+                      v["lag"], v["dropped"]]
                      for p, v in sorted(producers.items())]) if producers else ["  (none yet)"]
     lines += ["", "sinks"]
     lines += _table(["sink", "queued", "batches", "written", "events/s", "bytes", "errors", "lag"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -143,7 +144,8 @@ class BusCallback(Callback):
     def setup(self, stop: Any = None, num_samples: int | None = None,
               total_num_samples: int | None = None, **info: Any) -> None:
         self._start()
-        payload = {"stop": stop, "num_samples": num_samples, "total_num_samples": total_num_samples}
+        payload = {"stop": stop, "num_samples": num_samples, "total_num_samples": total_num_samples,
+                   "host": socket.gethostname(), "pid": os.getpid()}
         self._emit(Kind.SETUP.value, ("", "", ""), payload)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:

@@ -336,6 +336,8 @@ class Sender:
                 progressed = self._release(args[0]) or progressed
             elif kind == "nack" and args and isinstance(args[0], int):
                 self._rewind(args[0])
+            elif kind == "warn" and args and isinstance(args[0], str):
+                log.warning("tunebus: the collector at %s says: %s", self.address, args[0])
 
     def _release(self, acked_seq: int) -> bool:
         while self._inflight and self._inflight[0][0] <= acked_seq:
