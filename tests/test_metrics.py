@@ -71,3 +71,19 @@ async def test_the_metrics_server_stops_with_the_collector(tmp_path: Path, addre
         assert ("tunebus_uptime_seconds", ()) in await asyncio.to_thread(_scrape, exporter.port)
     with pytest.raises(OSError):
         await asyncio.to_thread(_scrape, exporter.port)
+
+
+async def test_a_taken_metrics_port_stops_the_collector(tmp_path: Path, address: str) -> None:
+    """A metrics port another process holds stops the collector with the port named."""
+    import socket
+
+    from pipeline.collector.assembly import CollectorConfig, build_collector
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        collector = build_collector(CollectorConfig(out=tmp_path, bind=address, sinks=("json",),
+                                                    status_bind="", metrics_port=port))
+        with pytest.raises(OSError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            await asyncio.wait_for(collector.run(asyncio.Event()), 30)

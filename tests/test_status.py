@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import zmq
 
+from pipeline.collector.assembly import CollectorConfig, build_collector
 from pipeline.collector.status import StatusServer
 from pipeline.collector.throughput import RateWindow, ThroughputLog, summary_line
 from pipeline.entry.demo import free_address
@@ -81,27 +82,28 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
     assert "p1" in table and "quarantined frames 1" in table and "dropped events 3" in table
 
 
-async def test_a_busy_status_address_is_a_warning_and_the_collector_goes_on(
-        tmp_path: Path, address: str, caplog: pytest.LogCaptureFixture) -> None:
-    """Another process on the status address: one warning, and events are still written."""
+async def test_a_busy_status_address_stops_the_collector_with_one_line(tmp_path: Path, address: str) -> None:
+    """Another process on the status address: the collector does not serve, and says which address."""
     status_bind = free_address()
     ctx: zmq.Context[Any] = zmq.Context()
     squatter = ctx.socket(zmq.ROUTER)
     squatter.setsockopt(zmq.LINGER, 0)
     squatter.bind(status_bind)
     try:
-        async with running_collector(tmp_path, address, sinks=("json",),
-                                     status_bind=status_bind) as collector:
-            await _until(lambda: any("status socket not served" in r.message for r in caplog.records),
-                         "the warning")
-            pctx, sock = _producer(address, "p2")
-            sock.send(frame_events("p2", 0, [start_event("p2", 0), result_event("p2", 1)]))
-            await _until(lambda: collector.snapshot()["sinks"]["json"]["events"] == 2, "the writes")
-            sock.close()
-            pctx.term()
+        collector = build_collector(CollectorConfig(out=tmp_path, bind=address, sinks=("json",),
+                                                    status_bind=status_bind))
+        with pytest.raises(OSError, match=f"cannot bind the status socket {status_bind}"):
+            await asyncio.wait_for(collector.run(asyncio.Event()), 30)
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", free_address(),
+                             "--out", str(tmp_path / "cli"), "--status-bind", status_bind],
+            capture_output=True, text=True, timeout=60)
     finally:
         squatter.close()
         ctx.term()
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"tunebus collect: error: cannot bind the status socket {status_bind}")
 
 
 async def test_the_throughput_log_says_rates_and_lags_and_nothing_while_idle(

@@ -84,8 +84,8 @@ class MetricsExporter:
         try:
             server, thread = start_http_server(self.port, self.host, registry)
         except OSError as exc:
-            log.warning("metrics not served: cannot listen on %s:%d: %s", self.host, self.port, exc)
-            return
+            raise OSError(f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror or exc} "
+                          f"(leave out --metrics-port to run without)") from exc
         self.port = server.server_port
         self.ready.set()
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)

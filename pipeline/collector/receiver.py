@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -79,6 +80,7 @@ class Collector:
         self.started = time.monotonic()
         self.address = ""
         self.ready = asyncio.Event()
+        self._service_fault: BaseException | None = None
         # Restarted over an old --out: continue every producer after what is written.
         restored = fanout.restored()
         self._expected: dict[str, int] = {p: seq + 1 for p, seq in restored.items()}
@@ -99,6 +101,8 @@ class Collector:
         acks = asyncio.create_task(self._ack_loop(sock), name="acks")
         receive = asyncio.create_task(self._receive_loop(sock), name="receive")
         extras = [asyncio.create_task(service(self), name="service") for service in self.services]
+        for task in extras:  # a service that cannot start (its port is taken) stops the collector
+            task.add_done_callback(functools.partial(self._service_ended, stop))
         if self.curve:
             extras.append(asyncio.create_task(watch_handshakes(sock, self.refusals), name="handshakes"))
         self.ready.set()
@@ -131,8 +135,16 @@ class Collector:
             if auth is not None:
                 auth.stop()
             ctx.term()
+        if self._service_fault is not None:
+            raise self._service_fault
         log.info("collector stopped: %d events from %d producers",
                  self.stats.events, len(self.stats.per_producer))
+
+    def _service_ended(self, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._service_fault = task.exception()
+            log.error("stopping: %s", self._service_fault)
+            stop.set()
 
     async def _receive_loop(self, sock: zmq.asyncio.Socket) -> None:
         while True:

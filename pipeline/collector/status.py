@@ -29,8 +29,8 @@ class StatusServer:
     """A collector service: a ROUTER on its own address answering with the snapshot and rates.
 
     A ROUTER (not a REP) never gets stuck on a client that asked and went away.
-    The status socket only observes: when its address cannot be bound (another
-    collector on this machine has it), it says so once and the collector goes on.
+    When its address cannot be bound (another collector on this machine has it), the
+    collector does not start: ``tunebus status`` would otherwise answer for the other one.
     """
 
     def __init__(self, bind: str = DEFAULT_STATUS_ADDRESS) -> None:
@@ -46,10 +46,10 @@ class StatusServer:
         try:
             sock.bind(self.bind)
         except zmq.ZMQError as exc:
-            log.warning("status socket not served: cannot bind %s: %s", self.bind, exc)
             sock.close(linger=0)
             ctx.term()
-            return
+            raise OSError(f"cannot bind the status socket {self.bind}: {exc} (another collector's? "
+                          f"--status-bind '' runs without one)") from exc
         self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.ready.set()
         log.info("status on %s (tunebus status %s)", self.address, self.address)
