@@ -46,7 +46,8 @@ class CollectorProcess:
         self.sinks = tuple(sinks)
         self.address = free_address()
         cmd = [sys.executable, "-m", "bench.collect", "collect", "--bind", self.address,
-               "--out", str(out), "--sinks", ",".join(self.sinks), "--log-level", "WARNING", *flags]
+               "--out", str(out), "--sinks", ",".join(self.sinks), "--log-level", "WARNING",
+               *(() if "--status-bind" in flags else ("--status-bind", "")), *flags]
         self.popen = subprocess.Popen(cmd, cwd=REPO, env=child_env())
         self.proc = psutil.Process(self.popen.pid)
         self._wait_ready()

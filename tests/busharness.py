@@ -23,6 +23,7 @@ TRIAL_DIR = "t1_dir"
 @asynccontextmanager
 async def running_collector(out: Path, address: str, **options: Any) -> AsyncIterator[Collector]:
     """A collector served on ``address`` for the block, stopped (drained) when it ends."""
+    options.setdefault("status_bind", "")  # the default port is one per machine: ask for one explicitly
     collector = build_collector(CollectorConfig(out=out, bind=address, **options))
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))

@@ -23,9 +23,10 @@ def free_address() -> str:
 
 
 def start_collector(address: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """``tunebus collect`` in a child process."""
+    """``tunebus collect`` in a child process (with no status socket unless ``extra`` asks for one)."""
+    status = () if "--status-bind" in extra else ("--status-bind", "")
     cmd = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", address,
-           "--out", str(out), *extra]
+           "--out", str(out), *status, *extra]
     return subprocess.Popen(cmd)
 
 
