@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from pipeline.collector.fanout import Fanout
+from pipeline.collector.ledger import Ledger
 from pipeline.collector.sink_queue import EventQueue
 from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
+from pipeline.collector.smoothing import Smooth
 from pipeline.wire.events import Event
 from sinks.base import TrialFiles, TrialRef
 
@@ -180,3 +182,32 @@ async def test_a_poison_event_last_in_its_batch_is_judged_by_the_events_after_it
     worker = await _run_worker(sink, tmp_path, 50, later=10)
     assert sink.rows == [i for i in range(60) if i != 49]
     assert worker.poisoned_seen == [("poison", 49)] and worker.marks["p"] == 59  # type: ignore[attr-defined]
+
+
+class SmoothedSink(FailingSink):
+    """Fails its first batches like FailingSink, then records each result's smoothed ``i``."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(failures)
+        self.smoothed: list[float] = []
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        super().write_results(trial, results)
+        self.smoothed.extend(r["i_smoothed_0.5"] for r in results)
+
+
+async def test_filter_state_goes_back_on_a_failed_write_and_commits_with_the_ledger(tmp_path: Path) -> None:
+    """A retried batch smooths from the state before it; a new worker on the same ledger goes on from it."""
+    want = [e.payload["i_smoothed_0.5"] for e in Smooth("i", 0.5)(_results(20))]
+    got: list[float] = []
+    for failures, events in ((2, _results(10)), (0, _results(10, start=10))):
+        sink = SmoothedSink(failures)
+        ledger = Ledger(tmp_path / "ledger.json", tmp_path, ())
+        worker = SinkWorker(sink, TrialFiles(tmp_path), BatchPolicy(100, 0, 1000),
+                            filters=[Smooth("i", 0.5)], ledger=ledger)
+        task = asyncio.create_task(worker.run())
+        await worker.queue.put(events)
+        await worker.queue.close()
+        await asyncio.wait_for(task, 10)
+        got += sink.smoothed
+    assert got == want

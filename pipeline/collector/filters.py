@@ -2,13 +2,58 @@
 
 from __future__ import annotations
 
+import fnmatch
+import math
+import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from pipeline.wire.events import KINDS, Event, Kind
 
-__all__ = ["DropKeys", "Filter", "KeepKinds", "apply_filters"]
+__all__ = [
+    "ENDS",
+    "RESULT_KINDS",
+    "STEP_KEYS",
+    "DropKeys",
+    "EveryN",
+    "EveryS",
+    "Filter",
+    "KeepKeys",
+    "KeepKinds",
+    "LogGate",
+    "NoneFilter",
+    "PerTrial",
+    "Stateful",
+    "StepKept",
+    "apply_filters",
+    "filter_states",
+    "is_number",
+    "map_leaves",
+    "restore_filters",
+]
 
 Filter = Callable[[list[Event]], list[Event]]
+
+RESULT_KINDS = frozenset({Kind.RESULT.value})
+"""The kinds whose payload is a result (a dict of metrics): the only ones filters change."""
+ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
+EXPERIMENT_END = Kind.EXPERIMENT_END.value
+STEP_KEYS = ("timesteps_total", "training_iteration")
+"""What the TensorBoard and Aim sinks take a result's step from."""
+MAX_CACHED_NAMES = 65_536
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A filter whose output depends on what it saw: its state commits with the sink's ledger."""
+
+    def state(self) -> Any:
+        """A JSON-able copy of the state, taken after a batch."""
+
+    def restore(self, state: Any) -> None:
+        """Take back a state ``state`` returned."""
 
 
 def apply_filters(filters: Sequence[Filter], events: list[Event]) -> list[Event]:
@@ -16,6 +61,170 @@ def apply_filters(filters: Sequence[Filter], events: list[Event]) -> list[Event]
     for f in filters:
         events = f(events)
     return events
+
+
+def filter_states(filters: Sequence[Filter]) -> list[Any] | None:
+    """``[name, state]`` of each filter (state None when it keeps none); None when no filter has any."""
+    if not any(isinstance(f, Stateful) for f in filters):
+        return None
+    return [[str(f), f.state() if isinstance(f, Stateful) else None] for f in filters]
+
+
+def restore_filters(filters: Sequence[Filter], states: list[Any] | None) -> bool:
+    """Give each filter its state from ``filter_states``; False (nothing restored) if the chain differs."""
+    if states is None or [name for name, _ in states] != [str(f) for f in filters]:
+        return False
+    for f, (_, state) in zip(filters, states):
+        if isinstance(f, Stateful):
+            f.restore(state)
+    return True
+
+
+def is_number(value: object) -> bool:
+    """An int or float (Python or numpy), not a bool."""
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+class StepKept(dict[Any, Any]):
+    """A result whose step keys a filter left out: iterating skips them, asking by name finds them.
+
+    So a sink's ``result.get("training_iteration")`` still decides the step while the
+    key itself is not written as a value or a column.
+    """
+
+    __slots__ = ("steps",)
+
+    def __init__(self, items: dict[Any, Any], steps: dict[str, Any]) -> None:
+        super().__init__(items)
+        self.steps = steps
+
+    def __missing__(self, key: Any) -> Any:
+        return self.steps[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return dict.get(self, key, self.steps.get(key, default))
+
+
+def with_payload(event: Event, old: dict[str, Any], items: dict[Any, Any]) -> Event:
+    """``event`` carrying ``items``, keeping the step keys ``old`` had left out."""
+    steps = getattr(old, "steps", None)
+    if steps:
+        items = StepKept(items, {k: v for k, v in steps.items() if k not in items})
+    return event._replace(payload=items)
+
+
+def _join(prefix: str, key: Any) -> str:
+    return f"{prefix}/{key}" if prefix else (key if type(key) is str else str(key))
+
+
+def map_leaves(tree: dict[Any, Any], fn: Callable[[Any, str, Any], Iterable[tuple[Any, Any]]],
+               prefix: str = "") -> dict[Any, Any]:
+    """``tree`` rebuilt with each leaf replaced by the items ``fn(key, flat name, value)`` gives.
+
+    Flat names join nested keys with ``/``, as Tune flattens results; a dict that ``fn``
+    empties is left out.
+    """
+    out: dict[Any, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            sub = map_leaves(value, fn, _join(prefix, key))
+            if sub or not value:
+                out[key] = sub
+        else:
+            out.update(fn(key, _join(prefix, key), value))
+    return out
+
+
+class _Patterns:
+    """Glob patterns on flat names, a name's answer cached."""
+
+    def __init__(self, what: str, patterns: Iterable[str]) -> None:
+        self.patterns = tuple([patterns] if isinstance(patterns, str) else patterns)
+        if not self.patterns or not all(isinstance(p, str) and p for p in self.patterns):
+            raise ValueError(f"{what} needs non-empty glob patterns, got {patterns!r}")
+        self._match = re.compile("|".join(fnmatch.translate(p) for p in self.patterns)).match
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> bool:
+        hit = self._cache.get(name)
+        if hit is None:
+            if len(self._cache) >= MAX_CACHED_NAMES:
+                self._cache.clear()
+            hit = self._cache[name] = self._match(name) is not None
+        return hit
+
+
+class _KeySelection:
+    """Keeps (or drops) the leaves whose flat name, or a parent dict's, matches a pattern."""
+
+    verb = ""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.matches = _Patterns(self.verb, patterns)
+        self.keeps_matches = self.verb == "keep"
+
+    def __str__(self) -> str:
+        return f"{self.verb}={','.join(self.matches.patterns)}"
+
+    def __call__(self, events: list[Event]) -> list[Event]:
+        return [self._select(e) if e.kind in RESULT_KINDS else e for e in events]
+
+    def _select(self, event: Event) -> Event:
+        payload = event.payload
+        items = self._tree(payload, "")
+        steps = {k: payload[k] for k in STEP_KEYS if k in payload and k not in items}
+        if steps:
+            return event._replace(payload=StepKept(items, {**getattr(payload, "steps", {}), **steps}))
+        return with_payload(event, payload, items)
+
+    def _tree(self, tree: dict[Any, Any], prefix: str) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for key, value in tree.items():
+            name = _join(prefix, key)
+            if self.matches(name):
+                if self.keeps_matches:
+                    out[key] = value
+            elif isinstance(value, dict) and value:
+                sub = self._tree(value, name)
+                if sub:
+                    out[key] = sub
+            elif not self.keeps_matches:
+                out[key] = value
+        return out
+
+
+class KeepKeys(_KeySelection):
+    """Keeps only the result keys matching a glob (``loss``, ``nested/*``); the step still decides."""
+
+    verb = "keep"
+
+
+class DropKeys(_KeySelection):
+    """Removes the result keys matching a glob (``config``, ``hist_*``); the step still decides."""
+
+    verb = "drop"
+
+
+class NoneFilter:
+    """Removes result values that are None or NaN (Acme's ``NoneFilter``, NaN as Tune users expect)."""
+
+    def __str__(self) -> str:
+        return "none"
+
+    def __call__(self, events: list[Event]) -> list[Event]:
+        return [self._clean(e) if e.kind in RESULT_KINDS else e for e in events]
+
+    def _clean(self, event: Event) -> Event:
+        return with_payload(event, event.payload, map_leaves(event.payload, _unless_none))
+
+
+def _unless_none(key: Any, name: str, value: Any) -> list[tuple[Any, Any]]:
+    return [] if value is None or _is_nan(value) else [(key, value)]
 
 
 class KeepKinds:
@@ -27,23 +236,119 @@ class KeepKinds:
         if unknown:
             raise ValueError(f"unknown event kinds {sorted(unknown)!r}; choose from {sorted(KINDS)}")
 
+    def __str__(self) -> str:
+        return f"kinds={','.join(sorted(self.kinds))}"
+
     def __call__(self, events: list[Event]) -> list[Event]:
         return [e for e in events if e.kind in self.kinds]
 
 
-class DropKeys:
-    """Removes top-level keys from every reported result (e.g. ``config``, ``hist_stats``)."""
+class PerTrial:
+    """State kept per trial, JSON-able, forgotten when the trial or its experiment ends."""
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self.keys = frozenset(keys)
-        if not self.keys:
-            raise ValueError("DropKeys needs at least one key")
+    def __init__(self) -> None:
+        self.trials: dict[str, Any] = {}
 
     def __call__(self, events: list[Event]) -> list[Event]:
-        return [self._strip(e) if e.kind == Kind.RESULT.value else e for e in events]
+        out: list[Event] = []
+        for event in events:
+            if event.kind in RESULT_KINDS:
+                out.extend(self.result(f"{event.experiment}/{event.trial}", event))
+                continue
+            if event.kind in ENDS:
+                out.extend(self.end(f"{event.experiment}/{event.trial}"))
+            elif event.kind == EXPERIMENT_END:
+                for key in [k for k in self.trials if k.startswith(event.experiment + "/")]:
+                    out.extend(self.end(key))
+            out.append(event)
+        return out
 
-    def _strip(self, event: Event) -> Event:
-        if self.keys.isdisjoint(event.payload):
-            return event
-        payload = {k: v for k, v in event.payload.items() if k not in self.keys}
-        return event._replace(payload=payload)
+    def result(self, trial: str, event: Event) -> list[Event]:
+        """What one result of ``trial`` becomes."""
+        raise NotImplementedError
+
+    def end(self, trial: str) -> list[Event]:
+        """Forget ``trial``; what to write before its end."""
+        self.trials.pop(trial, None)
+        return []
+
+    def state(self) -> Any:
+        return dict(self.trials)
+
+    def restore(self, state: Any) -> None:
+        self.trials = dict(state)
+
+
+class EveryS(PerTrial):
+    """At most one result per trial per ``seconds`` of event time (Acme's ``TimeFilter``), the first kept."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        if not (isinstance(seconds, (int, float)) and 0 < seconds < math.inf):
+            raise ValueError(f"every_s must be a number of seconds > 0, got {seconds!r}")
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"every_s={self.seconds:g}"
+
+    def result(self, trial: str, event: Event) -> list[Event]:
+        last = self.trials.get(trial)
+        if last is not None and event.ts - last < self.seconds:
+            return []
+        self.trials[trial] = event.ts
+        return [event]
+
+
+class _Gate(PerTrial):
+    """Keeps a trial's ``t``-th result (from 0) when ``opens(t)`` (Acme's ``GatedFilter``)."""
+
+    def __init__(self, what: str, n: int) -> None:
+        super().__init__()
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= self.least):
+            raise ValueError(f"{what} must be a whole number >= {self.least}, got {n!r}")
+        self.n = n
+
+    least = 1
+
+    def opens(self, t: int) -> bool:
+        raise NotImplementedError
+
+    def result(self, trial: str, event: Event) -> list[Event]:
+        t = self.trials.get(trial, 0)
+        self.trials[trial] = t + 1
+        return [event] if self.opens(t) else []
+
+
+class EveryN(_Gate):
+    """A trial's results 0, n, 2n, ... (Acme's ``GatedFilter.periodic``)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__("every_n", n)
+
+    def __str__(self) -> str:
+        return f"every_n={self.n}"
+
+    def opens(self, t: int) -> bool:
+        return t % self.n == 0
+
+
+class LogGate(_Gate):
+    """A trial's results 0..n-1, then every n-th up to n**2, every n**2-th up to n**3, ...
+
+    Acme's ``GatedFilter.logarithmic`` (with n=10: 0, 1, ..., 9, 10, 20, ..., 90, 100,
+    200, ...), in exact integer arithmetic.
+    """
+
+    least = 2
+
+    def __init__(self, n: int) -> None:
+        super().__init__("log", n)
+
+    def __str__(self) -> str:
+        return f"log={self.n}"
+
+    def opens(self, t: int) -> bool:
+        power = 1
+        while power * self.n <= t:
+            power *= self.n
+        return t % power == 0

@@ -65,16 +65,19 @@ class Ledger:
         self.marks: dict[str, int] = {}
         self.ended: dict[str, float] = {}
         self.dirs: dict[str, dict[str, FileMark]] = {}
+        self.filters: Any = None
+        """The sink's filter state (``filters.filter_states``) as of the committed marks."""
         self._load()
 
     def _load(self) -> None:
         """Take the committed state as the truth (after a failed commit, memory may be ahead)."""
-        self.marks, self.ended, self.dirs = {}, {}, {}
+        self.marks, self.ended, self.dirs, self.filters = {}, {}, {}, None
         if self.path.exists():
             state = orjson.loads(self.path.read_bytes())
             self.marks = {str(k): int(v) for k, v in state["marks"].items()}
             self.ended = {str(k): float(v) for k, v in state.get("ended", {}).items()}
             self.dirs = state["dirs"]
+            self.filters = state.get("filters")
 
     def fresh(self, events: list[Event]) -> list[Event]:
         """``events`` without those this sink already wrote before a restart."""
@@ -88,10 +91,11 @@ class Ledger:
             dirs = dict(self.dirs)
             for rel in new:
                 dirs[rel] = {name: self._mark(path, None) for name, path in self._files(rel)}
-            self._commit(self.marks, dirs, self.ended)
+            self._commit(self.marks, dirs, self.ended, self.filters)
 
-    def after(self, events: list[Event]) -> None:
-        """Record what the batch wrote: new file sizes, each producer's last seq."""
+    def after(self, events: list[Event], filters: Any = None) -> None:
+        """Record what the batch wrote: new file sizes, each producer's last seq and, with
+        them, ``filters``: the state of the sink's filters after the batch."""
         dirs = dict(self.dirs)
         for rel in _trial_dirs(events):
             old = dirs.get(rel, {})
@@ -104,7 +108,7 @@ class Ledger:
                 ended_now.append(event.producer)
         for rel in _closed_dirs(events, dirs):
             del dirs[rel]
-        self._commit(marks, dirs, self._forget_ended(ended_now, marks))
+        self._commit(marks, dirs, self._forget_ended(ended_now, marks), filters)
 
     def _forget_ended(self, ended_now: list[str], marks: dict[str, int]) -> dict[str, float]:
         """The end times with ``ended_now`` added; runs ended over ``ended_ttl_s`` ago are
@@ -172,12 +176,15 @@ class Ledger:
         os.replace(tmp, path)
 
     def _commit(self, marks: dict[str, int], dirs: dict[str, dict[str, FileMark]],
-                ended: dict[str, float]) -> None:
+                ended: dict[str, float], filters: Any) -> None:
         """Write the state atomically; only then is it this ledger's state."""
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(orjson.dumps({"marks": marks, "dirs": dirs, "ended": ended}))
+        state: dict[str, Any] = {"marks": marks, "dirs": dirs, "ended": ended}
+        if filters is not None:
+            state["filters"] = filters
+        tmp.write_bytes(orjson.dumps(state))
         os.replace(tmp, self.path)
-        self.marks, self.dirs, self.ended = marks, dirs, ended
+        self.marks, self.dirs, self.ended, self.filters = marks, dirs, ended, filters
 
 
 def _trial_dirs(events: list[Event]) -> list[str]:

@@ -8,9 +8,10 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.collector.backlog import SinkBacklog
-from pipeline.collector.filters import Filter, apply_filters
+from pipeline.collector.filters import Filter, apply_filters, filter_states, restore_filters
 from pipeline.collector.ledger import Ledger
 from pipeline.collector.sink_queue import EventQueue
 from pipeline.wire.events import Event
@@ -80,6 +81,11 @@ class SinkWorker:
         self.queue = EventQueue(self.policy.max_queue_events, self.backlog)
         if self.ledger is not None:
             self.marks.update(self.ledger.marks)
+            if self.ledger.filters is not None and not restore_filters(self.filters, self.ledger.filters):
+                log.warning("sink %s: its filters changed since the ledger was written; they start afresh",
+                            self.name)
+        self._filter_state = filter_states(self.filters)
+        """The filters' state after the last batch written: what a failed write goes back to."""
         self._thread = concurrent.futures.ThreadPoolExecutor(1, f"tunebus-{self.sink.name}")
 
     @property
@@ -131,8 +137,17 @@ class SinkWorker:
         return taken
 
     async def _deliver(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> None:
+        """Filter what this sink has not written yet and write it; the filters' state after the
+        batch commits with the ledger, and goes back to what it was if the write fails."""
         fresh = self.ledger.fresh(batch) if self.ledger is not None else batch
-        await loop.run_in_executor(self._thread, self._apply, batch, apply_filters(self.filters, fresh))
+        try:
+            events = apply_filters(self.filters, fresh)
+            state = filter_states(self.filters)
+            await loop.run_in_executor(self._thread, self._apply, batch, events, state)
+        except BaseException:
+            restore_filters(self.filters, self._filter_state)
+            raise
+        self._filter_state = state
 
     async def _one_by_one(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> list[Event]:
         """Write ``batch`` an event at a time; returns what is left to retry.
@@ -164,14 +179,14 @@ class SinkWorker:
         self.stats.last_error = f"{type(exc).__name__}: {exc}"
         log.error("sink %s failed (%s); retrying in %.1fs", self.name, exc, delay)
 
-    def _apply(self, batch: list[Event], events: list[Event]) -> None:
+    def _apply(self, batch: list[Event], events: list[Event], filters: Any = None) -> None:
         """Write one batch in the sink's thread; on failure, roll the files back to the ledger."""
         if self.ledger is not None:
             self.ledger.before(batch)
         try:
             deliver(self.sink, events, self.trials)
             if self.ledger is not None:
-                self.ledger.after(batch)
+                self.ledger.after(batch, filters)
         except Exception:
             self._roll_back()
             raise

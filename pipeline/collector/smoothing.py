@@ -1,0 +1,191 @@
+"""The seed's two stateful filters: an EMA written beside each value, and store-then-log windows."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from typing import Any
+
+import numpy as np
+
+from pipeline.collector.filters import STEP_KEYS, PerTrial, StepKept, is_number, map_leaves, with_payload
+from pipeline.wire.codec import decode_event, encode_stored
+from pipeline.wire.events import Event
+
+__all__ = ["Aggregate", "Smooth", "compile_regex"]
+
+WARM_UP = 0.9
+"""How fast the smoothing coefficient anneals from 0 to the one asked for (the seed's warm-up)."""
+STATS = ("mean", "std", "median", "max", "min")
+
+
+def compile_regex(what: str, pattern: object) -> re.Pattern[str]:
+    """``pattern`` compiled, or a ValueError that quotes it."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError(f"{what} needs a regular expression, got {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{what}: bad regular expression {pattern!r}: {exc}") from None
+
+
+class _Matches:
+    """``re.search`` of one regex on flat names, each name's answer cached."""
+
+    def __init__(self, what: str, pattern: object) -> None:
+        self.regex = compile_regex(what, pattern)
+        self._cache: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> bool:
+        hit = self._cache.get(name)
+        if hit is None:
+            hit = self._cache[name] = self.regex.search(name) is not None
+        return hit
+
+
+class Smooth(PerTrial):
+    """The seed's ``SmoothingFilter``: an EMA of each finite number whose flat name matches.
+
+    Per (trial, key), with ``c`` starting at 0: ``smoothed = value * (1 - c) + smoothed * c``,
+    then ``c = c * 0.9 + coeff * 0.1``. Written right after the raw value as
+    ``<key>_smoothed_<coeff>``. A NaN or infinite value is not smoothed and leaves the EMA as is.
+    """
+
+    def __init__(self, pattern: object, coeff: float = 0.9) -> None:
+        super().__init__()
+        self.matches = _Matches("smooth", pattern)
+        if not (is_number(coeff) and 0 <= coeff < 1):
+            raise ValueError(f"smooth coeff must be a number from 0 up to (not including) 1, got {coeff!r}")
+        self.coeff = float(coeff)
+        self.suffix = f"_smoothed_{self.coeff}"
+
+    def __str__(self) -> str:
+        return f"smooth={self.matches.regex.pattern} coeff={self.coeff}"
+
+    def result(self, trial: str, event: Event) -> list[Event]:
+        emas: dict[str, list[float]] = self.trials.setdefault(trial, {})
+
+        def smooth(key: Any, name: str, value: Any) -> list[tuple[Any, Any]]:
+            if not (is_number(value) and self.matches(name) and math.isfinite(value)):
+                return [(key, value)]
+            smoothed_name = name + self.suffix
+            previous, c = emas.get(smoothed_name, (0.0, 0.0))
+            smoothed = float(value) * (1 - c) + previous * c
+            emas[smoothed_name] = [smoothed, c * WARM_UP + self.coeff * (1 - WARM_UP)]
+            return [(key, value), (f"{key}{self.suffix}", smoothed)]
+
+        return [with_payload(event, event.payload, map_leaves(event.payload, smooth))]
+
+    def state(self) -> Any:
+        return {trial: dict(emas) for trial, emas in self.trials.items()}
+
+    def restore(self, state: Any) -> None:
+        self.trials = {trial: dict(emas) for trial, emas in state.items()}
+
+
+class Aggregate(PerTrial):
+    """The seed's ``AggregateFilter``, store then log: one result per window of a trial's results.
+
+    A window opens at a trial's result and closes after ``window`` results, or before the
+    first result at least ``window_s`` seconds (event time) after the one that opened it.
+    It is written as its last result, with every number whose flat name matches (step
+    keys aside) replaced by ``<key>_mean``, ``_std``, ``_median``, ``_max``, ``_min`` over
+    the window's results that have it; other keys keep the last result's value. A trial's
+    end (or its experiment's) writes its open window first.
+    """
+
+    def __init__(self, pattern: object, window: int | None = None, window_s: float | None = None) -> None:
+        super().__init__()
+        self.matches = _Matches("aggregate", pattern)
+        if window is None and window_s is None:
+            raise ValueError("aggregate needs a window (results) or window_s (seconds), or both")
+        if window is not None and not (type(window) is int and window >= 1):
+            raise ValueError(f"aggregate window must be a whole number of results >= 1, got {window!r}")
+        if window_s is not None and not (is_number(window_s) and 0 < window_s < math.inf):
+            raise ValueError(f"aggregate window_s must be a number of seconds > 0, got {window_s!r}")
+        self.window = window
+        self.window_s = window_s
+        self._last: dict[str, Event] = {}
+
+    def __str__(self) -> str:
+        size = [f"window={self.window}"] if self.window is not None else []
+        size += [f"window_s={self.window_s:g}"] if self.window_s is not None else []
+        return f"aggregate={self.matches.regex.pattern} {' '.join(size)}"
+
+    def result(self, trial: str, event: Event) -> list[Event]:
+        out: list[Event] = []
+        open_ = self.trials.get(trial)
+        if open_ is not None and self.window_s is not None and event.ts - open_["start"] >= self.window_s:
+            out += self.end(trial)
+            open_ = None
+        if open_ is None:
+            open_ = self.trials[trial] = {"start": event.ts, "count": 0, "values": {}}
+        open_["count"] += 1
+        self._last[trial] = event
+        self._store(open_["values"], event.payload, [])
+        if self.window is not None and open_["count"] >= self.window:
+            out += self.end(trial)
+        return out
+
+    def _store(self, values: dict[str, Any], tree: dict[Any, Any], path: list[Any]) -> None:
+        """Append each matching number of ``tree`` to ``values[flat name] = [path, numbers]``."""
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                self._store(values, value, [*path, key])
+            elif is_number(value) and not (not path and key in STEP_KEYS):
+                name = "/".join(map(str, [*path, key]))
+                if self.matches(name):
+                    values.setdefault(name, [[*path, key], []])[1].append(float(value))
+
+    def end(self, trial: str) -> list[Event]:
+        open_ = self.trials.pop(trial, None)
+        last = self._last.pop(trial, None)
+        if open_ is None or last is None:
+            return []
+        values: dict[str, Any] = open_["values"]
+        written: set[str] = set()
+
+        def aggregate(key: Any, name: str, value: Any) -> list[tuple[Any, Any]]:
+            numbers = values.get(name)
+            if numbers is None or not is_number(value):
+                return [(key, value)]
+            written.add(name)
+            return _stats(key, numbers[1])
+
+        payload = map_leaves(last.payload, aggregate)
+        for name, (path, numbers) in values.items():  # matched earlier in the window, not in its last result
+            if name not in written:
+                node = payload
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node.update(_stats(path[-1], numbers))
+        return [with_payload(last, last.payload, payload)]
+
+    def state(self) -> Any:
+        return {trial: _encoded(self._last[trial], open_) for trial, open_ in self.trials.items()}
+
+    def restore(self, state: Any) -> None:
+        self.trials, self._last = {}, {}
+        for trial, text in state.items():
+            self._last[trial], self.trials[trial] = _decoded(text)
+
+
+def _stats(key: Any, numbers: list[float]) -> list[tuple[Any, Any]]:
+    array = np.asarray(numbers, dtype=np.float64)
+    values = (array.mean(), array.std(), np.median(array), array.max(), array.min())
+    return [(f"{key}_{stat}", float(v)) for stat, v in zip(STATS, values)]
+
+
+def _encoded(last: Event, open_: dict[str, Any]) -> str:
+    """An open window and its last result as wire bytes in base64: exact for arrays, NaN and
+    the other values JSON cannot hold; step keys a filter left out travel beside the payload."""
+    window = {"p": dict(last.payload), "s": getattr(last.payload, "steps", {}), "w": open_}
+    return base64.b64encode(encode_stored(last._replace(payload=window))).decode()
+
+
+def _decoded(text: str) -> tuple[Event, dict[str, Any]]:
+    event = decode_event(base64.b64decode(text))
+    window = event.payload
+    payload = StepKept(window["p"], window["s"]) if window["s"] else window["p"]
+    return event._replace(payload=payload), window["w"]
