@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.fanout import Fanout
 from pipeline.collector.ledger import Ledger
+from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.receiver import Collector, CurveServer, Service
 from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
@@ -139,17 +140,25 @@ class CollectorConfig:
 
 
 def build_collector(config: CollectorConfig) -> Collector:
-    """The whole collector: sinks, their queues and workers, quarantine, socket loop."""
-    (config.out / STATE_DIR).mkdir(parents=True, exist_ok=True)
-    workers = [
-        _worker(make_sink(name, config.out, **config.sink_options(name)), config) for name in config.sinks
-    ]
-    quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
-    curve = None
-    if config.curve_secret_key and config.curve_clients:
-        curve = CurveServer(CurveKeys.load(config.curve_secret_key), config.curve_clients)
+    """The whole collector: sinks, their queues and workers, quarantine, socket loop.
+
+    First of all it takes ``--out``'s lock (``OutLocked`` if another collector holds
+    it), so nothing of another collector's ledgers or backlogs is touched.
+    """
+    lock = OutLock(config.out / STATE_DIR, config.bind)
+    try:
+        curve = None
+        if config.curve_secret_key and config.curve_clients:
+            curve = CurveServer(CurveKeys.load(config.curve_secret_key), config.curve_clients)
+        workers = [
+            _worker(make_sink(name, config.out, **config.sink_options(name)), config) for name in config.sinks
+        ]
+        quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
+    except BaseException:
+        lock.release(discard=True)
+        raise
     return Collector(config.bind, Fanout(workers), quarantine, config.max_message_bytes,
-                     services=config.services(), curve=curve, out=config.out)
+                     services=config.services(), curve=curve, out=config.out, lock=lock)
 
 
 def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:

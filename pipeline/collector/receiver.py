@@ -16,6 +16,7 @@ import zmq
 import zmq.asyncio
 
 from pipeline.collector.fanout import Fanout
+from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.refusals import Refusals
 from pipeline.collector.runs import NOTED_KINDS, Run, RunBook
@@ -66,8 +67,9 @@ class Collector:
     def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine,
                  max_message_bytes: int = 64 * 1024 * 1024,
                  services: Sequence[Service] = (), curve: CurveServer | None = None,
-                 out: Path | None = None) -> None:
+                 out: Path | None = None, lock: OutLock | None = None) -> None:
         self.bind = bind
+        self.lock = lock
         self.fanout = fanout
         self.quarantine = quarantine
         self.max_message_bytes = max_message_bytes
@@ -91,12 +93,26 @@ class Collector:
             worker.on_poison = self._poisoned
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set; returns once everything received is written."""
+        """Serve until ``stop`` is set; returns once everything received is written.
+
+        A start that cannot bind releases ``--out``'s lock and removes the state
+        directory it created; a collector that ran releases the lock when it returns.
+        """
         ctx = zmq.asyncio.Context()
         auth = start_authenticator(ctx, self.curve.clients_dir, self.refusals) if self.curve else None
-        sock = cast(zmq.asyncio.Socket, collector_socket(
-            ctx, self.bind, self.max_message_bytes, self.curve.keys if self.curve else None))
+        try:
+            sock = cast(zmq.asyncio.Socket, collector_socket(
+                ctx, self.bind, self.max_message_bytes, self.curve.keys if self.curve else None))
+        except BaseException:
+            if auth is not None:
+                auth.stop()
+            ctx.term()
+            if self.lock is not None:
+                self.lock.release(discard=True)
+            raise
         self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.lock is not None:
+            self.lock.note(self.address)
         workers = [asyncio.create_task(w.run(), name=f"sink-{w.name}") for w in self.fanout.workers]
         acks = asyncio.create_task(self._ack_loop(sock), name="acks")
         receive = asyncio.create_task(self._receive_loop(sock), name="receive")
@@ -135,6 +151,8 @@ class Collector:
             if auth is not None:
                 auth.stop()
             ctx.term()
+            if self.lock is not None:  # a start stopped by a taken port leaves no fresh .tunebus
+                self.lock.release(discard=self._service_fault is not None and not self.stats.events)
         if self._service_fault is not None:
             raise self._service_fault
         log.info("collector stopped: %d events from %d producers",
