@@ -134,11 +134,11 @@ class BusCallback(Callback):
         return False
 
     def _head(self, trial: Trial) -> tuple[str, str, str]:
+        """The trial's names on the bus; kept in ``_heads`` only once the trial was started."""
         head = self._heads.get(trial.trial_id)
         if head is None:
             trial_dir = trial.storage.trial_dir_name if trial.storage else None
             head = (str(trial.experiment_dir_name), str(trial.trial_id), str(trial_dir))
-            self._heads[trial.trial_id] = head
         return head
 
     def setup(self, stop: Any = None, num_samples: int | None = None,
@@ -149,7 +149,8 @@ class BusCallback(Callback):
         self._emit(Kind.SETUP.value, ("", "", ""), payload)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
-        self._emit(Kind.TRIAL_START.value, self._head(trial), {
+        head = self._heads[trial.trial_id] = self._head(trial)
+        self._emit(Kind.TRIAL_START.value, head, {
             "config": trial.config,
             "evaluated_params": trial.evaluated_params,
             "params_pkl": cloudpickle.dumps(trial.config),  # type: ignore[no-untyped-call]
@@ -169,7 +170,10 @@ class BusCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list[Trial], trial: Trial,
                         result: dict[str, Any], **info: Any) -> None:
-        head = self._heads.get(trial.trial_id) or self._head(trial)
+        head = self._heads.get(trial.trial_id)
+        if head is None:  # a trial whose first hook is a result: started here, as Tune's loggers do
+            self.on_trial_start(iteration, trials, trial)
+            head = self._heads[trial.trial_id]
         self._emit(Kind.RESULT.value, head, result)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
