@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import math
 
 import msgpack
@@ -70,6 +71,30 @@ def test_tuples_and_unencodable_values_are_carried_as_tune_writes_them() -> None
     assert got["when"] == Fallback(f'"{when}"', str(when))
     assert isinstance(got["big"], Fallback) and got["big"].text == str(2**70)
     assert got["s"].text == "{1, 2}"
+
+
+class _Mode(str, enum.Enum):
+    FAST = "fast"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Meters(float):
+    pass
+
+
+def test_subclasses_of_builtins_travel_as_their_base_types_value() -> None:
+    """A (str, Enum), an IntEnum and a float subclass arrive as 'fast', 3 and 1.5, as values and keys."""
+    got = _trip({"mode": _Mode.FAST, "level": _Level.HIGH, "width": _Meters(1.5),
+                 "keys": {_Mode.FAST: 1, _Level.HIGH: 2}, "huge": _Level.HIGH * 2**70,
+                 "config": {"nested": [_Mode.FAST, (_Level.HIGH,)]}})
+    assert (got["mode"], got["level"], got["width"]) == ("fast", 3, 1.5)
+    assert [type(got[k]) for k in ("mode", "level", "width")] == [str, int, float]
+    assert got["keys"] == {"fast": 1, 3: 2} and [type(k) for k in got["keys"]] == [str, int]
+    assert got["config"] == {"nested": ["fast", (3,)]}
+    assert isinstance(got["huge"], Fallback) and got["huge"].text == str(3 * 2**70)
 
 
 def test_encoding_never_raises_in_the_driver() -> None:

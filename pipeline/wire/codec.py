@@ -66,8 +66,14 @@ def _pack_default(value: Any) -> Any:
         return dict(value)
     if isinstance(value, list):
         return list(value)
+    # Subclasses of builtins (msgpack's strict types refuse them) travel as their base type's value:
+    # a (str, Enum) as 'fast' (str() would give 'Mode.FAST'), an IntEnum or a float subclass as a number.
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)
+    if isinstance(value, int) and type(value) is not int:  # a plain int here is past 64 bits
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
     text = str(value)
     return msgpack.ExtType(EXT_FALLBACK, msgpack.packb([_fallback_json(value), text]))
 
