@@ -3,7 +3,8 @@
 The sub-packages follow the data and the process boundary: ``producer`` (driver
 side) -> ``wire`` (shared format) -> ``collector`` (collector side) -> ``sinks``;
 ``ops`` and ``entry`` are the tools around them. The names below load on first
-use, so importing ``pipeline`` costs nothing and pulls in no Ray.
+use, so importing ``pipeline`` costs nothing and pulls in no Ray; ``pipeline.log``
+(metrics from inside a trainable or a Train worker) is cached here after its first use.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["BusCallback", "CollectorConfig", "FullPolicy", "SenderConfig", "build_collector",
-           "find_collector_on_ray", "start_collector_on_ray", "stop_collector_on_ray"]
+__all__ = ["BusCallback", "CollectorConfig", "FullPolicy", "SenderConfig", "TrainBusCallback",
+           "build_collector", "find_collector_on_ray", "flush_logs", "log", "start_collector_on_ray",
+           "stop_collector_on_ray"]
 
 _HOMES = {
     "BusCallback": "pipeline.producer.callback",
@@ -23,11 +25,17 @@ _HOMES = {
     "find_collector_on_ray": "pipeline.entry.ray_actor",
     "start_collector_on_ray": "pipeline.entry.ray_actor",
     "stop_collector_on_ray": "pipeline.entry.ray_actor",
+    "TrainBusCallback": "pipeline.producer.train_callback",
+    "log": "pipeline.producer.worker_log",
+    "flush_logs": "pipeline.producer.worker_log",
 }
+_ATTRS = {"flush_logs": "flush"}
 
 
 def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+    value = getattr(importlib.import_module(home), _ATTRS.get(name, name))
+    globals()[name] = value  # the next lookup is a plain attribute: pipeline.log in a hot loop
+    return value

@@ -94,6 +94,24 @@ class AimSink:
             # Anything else (a locked or full repo, a path in the way) raises: the collector
             # retries the batch with backoff, so a fault that clears loses nothing.
 
+    def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
+        """``pipeline.log`` calls: finite scalars under the user's names, ``rank`` in the context."""
+        run = self._runs[trial.key]
+        for event in logs:
+            payload = event.payload
+            values = payload.get("values")
+            if not isinstance(values, dict):
+                continue
+            scalars = {k: v for k, v in flatten(values).items()
+                       if isinstance(v, SCALAR_TYPES) and _finite(v)
+                       and (not self.metrics or k in self.metrics)}
+            try:
+                if scalars:
+                    run.track(scalars, step=payload.get("step"), context={"rank": payload.get("rank")})
+            except REFUSED as exc:
+                self._warn("log-" + type(exc).__name__, "aim refused a log of %s (%s); left out",
+                           trial.trial_id, exc)
+
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         self._with_ip.discard(trial.key)
         self._runs.pop(trial.key).close()

@@ -8,12 +8,13 @@ from typing import Any, Protocol
 
 from pipeline.wire.events import Event, Kind
 
-__all__ = ["Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
+__all__ = ["LogSink", "Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
 
 RESULT = Kind.RESULT.value
 START = Kind.TRIAL_START.value
 ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
 EXPERIMENT_END = Kind.EXPERIMENT_END.value
+LOG = Kind.LOG.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,14 @@ class Sink(Protocol):
         """Flush and release every file; safe to call twice."""
 
 
+class LogSink(Protocol):
+    """A sink that also writes what workers logged with ``pipeline.log`` (optional: a sink
+    without ``write_logs`` never sees ``log`` events, and no trial is opened for them)."""
+
+    def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
+        """Write ``log`` events of one trial, in order (payload: step, rank, world_size, values)."""
+
+
 class TrialFiles:
     """The trials a sink has open, keyed by (experiment, trial id)."""
 
@@ -76,18 +85,26 @@ def deliver(sink: Sink, events: list[Event], trials: TrialFiles) -> None:
     start or end event (trials write different files, so nothing else orders them).
     """
     pending: dict[tuple[str, str], list[Event]] = {}
+    logs: dict[tuple[str, str], list[Event]] = {}
+    writes_logs = hasattr(sink, "write_logs")
     for event in events:
         kind = event.kind
         if kind == RESULT:
             pending.setdefault(event.key, []).append(event)
             continue
+        if kind == LOG:
+            if writes_logs:
+                logs.setdefault(event.key, []).append(event)
+            continue
         if kind == EXPERIMENT_END:
-            keys = [k for k in (*pending, *trials.open) if k[0] == event.experiment]
+            keys = [k for k in (*pending, *logs, *trials.open) if k[0] == event.experiment]
             for key in dict.fromkeys(keys):
                 _write_pending(sink, trials, pending.pop(key, None))
+                _write_logs(sink, trials, logs.pop(key, None))
                 _close(sink, trials, key, None)
             continue
         _write_pending(sink, trials, pending.pop(event.key, None))
+        _write_logs(sink, trials, logs.pop(event.key, None))
         if kind == START:
             _close(sink, trials, event.key, None)
             _opened(sink, trials, event, event)
@@ -95,6 +112,8 @@ def deliver(sink: Sink, events: list[Event], trials: TrialFiles) -> None:
             _close(sink, trials, event.key, event)
     for results in pending.values():
         _write_pending(sink, trials, results)
+    for trial_logs in logs.values():
+        _write_logs(sink, trials, trial_logs)
     sink.flush()
 
 
@@ -102,6 +121,12 @@ def _write_pending(sink: Sink, trials: TrialFiles, results: list[Event] | None) 
     if results:
         ref = _opened(sink, trials, results[0], None)
         sink.write_results(ref, [e.payload for e in results])
+
+
+def _write_logs(sink: Sink, trials: TrialFiles, logs: list[Event] | None) -> None:
+    if logs:
+        ref = _opened(sink, trials, logs[0], None)
+        sink.write_logs(ref, logs)  # type: ignore[attr-defined] # only called when it has one
 
 
 def close_all(sink: Sink, trials: TrialFiles) -> None:

@@ -1,4 +1,8 @@
-"""JSON sink: ``result.json``, ``params.json`` and ``params.pkl`` as Tune's JsonLoggerCallback writes them."""
+"""JSON sink: ``result.json``, ``params.json`` and ``params.pkl`` as Tune's JsonLoggerCallback writes them.
+
+Also ``worker_log.json``: one line per ``pipeline.log`` call (``step``, ``rank``,
+``timestamp``, ``values``), beside result.json and never in it.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ __all__ = ["JsonSink"]
 RESULT_FILE = "result.json"
 PARAMS_FILE = "params.json"
 PARAMS_PICKLE_FILE = "params.pkl"
+WORKER_LOG_FILE = "worker_log.json"
+ERROR_FILE = "error.txt"
 
 
 class JsonSink:
@@ -21,11 +27,12 @@ class JsonSink:
 
     name = "json"
     durable = True
-    appends = ("result.json",)
+    appends = ("result.json", WORKER_LOG_FILE)
 
     def __init__(self, out: Path) -> None:
         self.out = out
         self._files: dict[tuple[str, str], IO[bytes]] = {}
+        self._logs: dict[tuple[str, str], IO[bytes]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self.bytes_written = 0
 
@@ -44,17 +51,40 @@ class JsonSink:
         self.bytes_written += self._files[trial.key].write(b"".join([json_line(r) + b"\n" for r in results]))
         self._dirty.add(trial.key)
 
+    def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
+        f = self._logs.get(trial.key)
+        if f is None:
+            f = self._logs[trial.key] = (trial.dir / WORKER_LOG_FILE).open("ab")
+        self.bytes_written += f.write(b"".join([json_line(_log_line(e)) + b"\n" for e in logs]))
+        self._dirty.add(trial.key)
+
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
+        error = end.payload.get("error") if end is not None else None
+        if isinstance(error, str):  # a Train run's failures (Tune's driver writes its own error.txt)
+            (trial.dir / ERROR_FILE).write_text(error + "\n")
         self._dirty.discard(trial.key)
         self._files.pop(trial.key).close()
+        logs = self._logs.pop(trial.key, None)
+        if logs is not None:
+            logs.close()
 
     def flush(self) -> None:
         for key in self._dirty:
             self._files[key].flush()
+            if key in self._logs:
+                self._logs[key].flush()
         self._dirty.clear()
 
     def close(self) -> None:
-        for f in self._files.values():
+        for f in (*self._files.values(), *self._logs.values()):
             f.close()
         self._files.clear()
+        self._logs.clear()
         self._dirty.clear()
+
+
+def _log_line(event: Event) -> dict[str, Any]:
+    """One ``worker_log.json`` line: where and when the call was made, and what it logged."""
+    payload = event.payload
+    return {"step": payload.get("step"), "rank": payload.get("rank"), "timestamp": event.ts,
+            "values": payload.get("values")}

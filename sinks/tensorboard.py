@@ -129,6 +129,36 @@ class TensorBoardSink:
             if event is not None:
                 log_.file.add(event)
 
+    def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
+        """``pipeline.log`` calls at their own step, tags as the user gave them (``/rank<k>``
+        added when the run has more than one rank); never under ``ray/tune/``."""
+        file = self._trials[trial.key].file
+        for event in logs:
+            tb_event = self._log_event(event.payload, event.ts)
+            if tb_event is not None:
+                file.add(tb_event)
+
+    def _log_event(self, payload: dict[str, Any], wall_time: float) -> TbEvent | None:
+        values_in = payload.get("values")
+        step = payload.get("step")
+        if not isinstance(values_in, dict) or type(step) is not int:
+            self._warn("log", "a log event without a step or values was left out")
+            return None
+        world_size = payload.get("world_size")
+        suffix = f"/rank{payload.get('rank')}" if isinstance(world_size, int) and world_size > 1 else ""
+        values: list[Summary.Value] = []
+        for key, value in flatten(values_in).items():
+            attr = f"{key}{suffix}"
+            if isinstance(value, SCALAR_TYPES):
+                number = self._number(attr, value)
+                if number is not None:
+                    values.append(Summary.Value(tag=self._tag(attr), simple_value=number))
+            elif (isinstance(value, list) and value) or (isinstance(value, np.ndarray) and value.size):
+                values.extend(self._array(attr, value))
+        if not values:
+            return None
+        return TbEvent(wall_time=wall_time, step=step, summary=Summary(value=values))
+
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         log_ = self._trials.pop(trial.key)
         try:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ray import cloudpickle
 from ray.tune import Callback
 
+from pipeline.producer.bus_target import BusTarget, publish_target
 from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
 from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Kind
@@ -144,9 +145,17 @@ class BusCallback(Callback):
     def setup(self, stop: Any = None, num_samples: int | None = None,
               total_num_samples: int | None = None, **info: Any) -> None:
         self._start()
+        self._publish()
         payload = {"stop": stop, "num_samples": num_samples, "total_num_samples": total_num_samples,
                    "host": socket.gethostname(), "pid": os.getpid()}
         self._emit(Kind.SETUP.value, ("", "", ""), payload)
+
+    def _publish(self) -> None:
+        """Tell this Ray job's workers where ``pipeline.log`` sends to (``pipeline.producer.bus_target``)."""
+        try:
+            publish_target(BusTarget(self.address, self.curve, self.sender_config))
+        except Exception as exc:  # noqa: BLE001 - worker logging is off; the driver's events are not
+            log.warning("tunebus: could not publish the address for pipeline.log: %s", exc)
 
     def on_trial_start(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         head = self._heads[trial.trial_id] = self._head(trial)

@@ -21,7 +21,7 @@ MAX_NAME_CHARS = 255
 
 
 class Kind(str, enum.Enum):
-    """What happened: one kind per Tune callback hook."""
+    """What happened: one kind per Tune callback hook, and ``log`` for a call of ``pipeline.log``."""
 
     SETUP = "setup"
     TRIAL_START = "trial_start"
@@ -33,6 +33,10 @@ class Kind(str, enum.Enum):
     TRIAL_ERROR = "trial_error"
     TRIAL_RECOVER = "trial_recover"
     EXPERIMENT_END = "experiment_end"
+    LOG = "log"
+    """Metrics logged from inside a trainable or a Train worker: ``step``, ``rank``,
+    ``world_size`` and ``values``. Added after version 1 shipped, without a version bump:
+    see the README's wire protocol for what an older collector does with it."""
 
 
 KINDS = {kind.value: kind for kind in Kind}

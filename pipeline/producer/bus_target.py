@@ -1,0 +1,102 @@
+"""Where a worker's events go: the collector address, Curve keys and sender settings, and how they travel.
+
+The Tune driver's ``BusCallback.setup`` publishes a ``BusTarget`` in Ray's internal
+key-value store under the Ray job id (a trainable's actors, the Train controller and
+its workers all belong to the driver's job); a worker reads it once, lazily, at its
+first ``pipeline.log``. ``TUNEBUS_ADDRESS`` (with ``TUNEBUS_CURVE_SECRET_KEY`` and
+``TUNEBUS_CURVE_SERVER_KEY``, key file paths) overrides it. The Train callback hands
+the same target to its workers directly (``pipeline.producer.train_callback``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from pipeline.producer.sender import SenderConfig
+from pipeline.wire.sockets import CurveKeys
+
+__all__ = ["ENV_ADDRESS", "ENV_CURVE_SECRET_KEY", "ENV_CURVE_SERVER_KEY", "BusTarget", "from_env",
+           "lookup_target", "publish_target"]
+
+log = logging.getLogger(__name__)
+
+ENV_ADDRESS = "TUNEBUS_ADDRESS"
+ENV_CURVE_SECRET_KEY = "TUNEBUS_CURVE_SECRET_KEY"
+ENV_CURVE_SERVER_KEY = "TUNEBUS_CURVE_SERVER_KEY"
+KV_NAMESPACE = "tunebus"
+
+
+@dataclass(frozen=True, slots=True)
+class BusTarget:
+    """A collector to send to, the keys to talk to it, and the sender's bounds."""
+
+    address: str
+    curve: CurveKeys | None = None
+    sender: SenderConfig = dataclasses.field(default_factory=SenderConfig)
+
+    def to_json(self) -> bytes:
+        curve = None
+        if self.curve is not None:
+            curve = [k.decode() if k is not None else None
+                     for k in (self.curve.public, self.curve.secret, self.curve.server_public)]
+        sender = {f.name: getattr(self.sender, f.name) for f in dataclasses.fields(self.sender)}
+        sender["when_full"] = self.sender.when_full.value
+        return json.dumps({"address": self.address, "curve": curve, "sender": sender}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BusTarget:
+        state = json.loads(data)
+        curve = state.get("curve")
+        keys = None
+        if curve:
+            public, secret, server = curve
+            keys = CurveKeys(public.encode(), secret.encode(), server.encode() if server else None)
+        return cls(str(state["address"]), keys, SenderConfig(**state.get("sender", {})))
+
+
+def from_env() -> BusTarget | None:
+    """The target ``TUNEBUS_ADDRESS`` (and the Curve key file variables) name, if set."""
+    address = os.environ.get(ENV_ADDRESS)
+    if not address:
+        return None
+    secret, server = os.environ.get(ENV_CURVE_SECRET_KEY), os.environ.get(ENV_CURVE_SERVER_KEY)
+    return BusTarget(address, CurveKeys.load(secret, server) if secret else None)
+
+
+def _job_key() -> bytes | None:
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return f"target:{ray.get_runtime_context().get_job_id()}".encode()
+
+
+def publish_target(target: BusTarget) -> bool:
+    """Put ``target`` where this Ray job's workers look for it; False without Ray running."""
+    from ray.experimental import internal_kv
+
+    key = _job_key()
+    if key is None:
+        return False
+    internal_kv._internal_kv_put(key, target.to_json(), overwrite=True, namespace=KV_NAMESPACE)
+    return True
+
+
+def lookup_target() -> BusTarget | None:
+    """The environment's target, else the one this Ray job's driver published, else None."""
+    target = from_env()
+    if target is not None:
+        return target
+    try:
+        from ray.experimental import internal_kv
+
+        key = _job_key()
+        data = internal_kv._internal_kv_get(key, namespace=KV_NAMESPACE) if key else None
+    except Exception as exc:  # noqa: BLE001 - no Ray, or no GCS: logging is off, training goes on
+        log.debug("tunebus: no published target (%s)", exc)
+        return None
+    return BusTarget.from_json(data) if data else None

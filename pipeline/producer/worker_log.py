@@ -1,0 +1,172 @@
+"""``pipeline.log``: metrics from inside a trainable or a Train worker, on the worker's own producer stream.
+
+Each worker process gets one ``WorkerLog`` at its first call: its own producer id,
+``Sender`` thread, memory window and spool, so a call costs an encode and a deque
+append and never waits on I/O. It is flushed (bounded) at the end of a Train
+worker and at process exit; a forked child or an unpickled copy starts its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from pipeline.producer.bus_target import BusTarget, lookup_target
+from pipeline.producer.sender import Sender
+from pipeline.producer.worker_context import WorkerHead, context_token, resolve_head
+from pipeline.wire.codec import encode_event
+from pipeline.wire.events import Kind
+
+__all__ = ["EXIT_FLUSH_S", "WorkerLog", "configure", "flush", "log"]
+
+_log = logging.getLogger(__name__)
+
+EXIT_FLUSH_S = 10.0
+"""How long process exit waits for the collector to confirm a worker's events; the rest is spooled."""
+LOOKUP_INTERVAL_S = 5.0
+"""How often a worker that found no collector to send to looks again (calls in between are dropped)."""
+LOG = Kind.LOG.value
+
+
+class WorkerLog:
+    """One process's producer of ``log`` events; ``log`` is called from the training loop only."""
+
+    def __init__(self, target: BusTarget) -> None:
+        self.target = target
+        self.stream = f"w{uuid.uuid4().hex[:15]}.{os.getpid()}"
+        self.dropped = 0
+        self._pid = os.getpid()
+        self._seq = 0
+        self._sender: Sender | None = None
+        self._token: Any = None
+        self._head: WorkerHead | None = None
+        self._steps: dict[tuple[str, str, int], int] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"target": self.target}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["target"])  # type: ignore[misc] # a copy is a new producer
+
+    def log(self, metrics: dict[str, Any], step: int | None = None,
+            head: WorkerHead | None = None) -> None:
+        """Encode one call and hand it to the sender; ``head`` defaults to the caller's trial."""
+        if head is None:
+            head = self._current_head()
+            if head is None:
+                self._drop("pipeline.log was called outside a Tune trial or Train worker")
+                return
+        key = (head.experiment, head.trial, head.rank)
+        if step is None:
+            step = self._steps.get(key, -1) + 1
+        self._steps[key] = step
+        sender = self._sender or self._start()
+        if not sender.accepting():
+            self._drop(f"the sender is {sender.config.max_handoff_events} events behind")
+            return
+        seq = self._seq
+        self._seq = seq + 1
+        payload = {"step": step, "rank": head.rank, "world_size": head.world_size, "values": metrics}
+        sender.submit(seq, encode_event(LOG, self.stream, seq, time.time(), head.experiment,
+                                        head.trial, head.trial_dir, payload))
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until the collector confirms every call so far; False on timeout."""
+        return self._sender is None or self._sender.flush(timeout_s)
+
+    def close(self, timeout_s: float = 0.0) -> bool:
+        """Flush for up to ``timeout_s`` and stop; undelivered events go to the spool file."""
+        sender, self._sender = self._sender, None
+        return sender is None or sender.close(timeout_s)
+
+    def _start(self) -> Sender:
+        self._sender = Sender(self.target.address, self.stream, self.target.sender, self.target.curve)
+        return self._sender
+
+    def _current_head(self) -> WorkerHead | None:
+        token = context_token()
+        if token is not self._token:
+            self._token, self._head = token, resolve_head(token)
+        return self._head
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        if self.dropped == 1:
+            _log.warning("tunebus: %s; pipeline.log calls are dropped", why)
+
+
+_lock = threading.Lock()
+_worker: WorkerLog | None = None
+_configured: BusTarget | None = None
+_looked_at = float("-inf")
+_exit_hooked = False
+
+
+def configure(target: BusTarget | None) -> None:
+    """Set this process's target (the Train callback does it on each worker); None forgets it."""
+    global _configured, _looked_at
+    with _lock:
+        _configured, _looked_at = target, float("-inf")
+        _replace(None)
+
+
+def log(metrics: dict[str, Any], step: int | None = None) -> None:
+    """Log ``metrics`` at ``step`` (the next step of this trial and rank when None) to the
+    collector the run's ``BusCallback`` or ``TrainBusCallback`` sends to.
+
+    Values are what a result may hold: numbers, nested dicts (flattened with ``/``), numpy
+    arrays (3-d and 4-d become images in TensorBoard, others histograms). Never blocks;
+    outside a trial, or with no collector configured, the call is dropped and counted.
+    """
+    worker = _worker
+    if worker is None or worker._pid != os.getpid():
+        worker = _current()
+        if worker is None:
+            return
+    worker.log(metrics, step)
+
+
+def flush(timeout_s: float = EXIT_FLUSH_S) -> bool:
+    """Wait until the collector confirms every ``pipeline.log`` call of this process so far."""
+    worker = _worker
+    return worker is None or worker._pid != os.getpid() or worker.flush(timeout_s)
+
+
+def _current() -> WorkerLog | None:
+    """This process's WorkerLog, made at its first call (or first call after a fork)."""
+    global _looked_at
+    with _lock:
+        if _worker is not None and _worker._pid == os.getpid():
+            return _worker
+        now = time.monotonic()
+        if _configured is None and now - _looked_at < LOOKUP_INTERVAL_S:
+            return None
+        _looked_at = now
+        target = _configured or lookup_target()
+        if target is None:
+            _log.warning("tunebus: pipeline.log found no collector address (no BusCallback in this "
+                         "Ray job, no TUNEBUS_ADDRESS); calls are dropped")
+            return None
+        _replace(WorkerLog(target))
+        return _worker
+
+
+def _replace(worker: WorkerLog | None) -> None:
+    global _worker, _exit_hooked
+    old, _worker = _worker, worker
+    if old is not None and old._pid == os.getpid():
+        old.close(EXIT_FLUSH_S)
+    if worker is not None and not _exit_hooked:
+        atexit.register(_close_at_exit)
+        _exit_hooked = True
+
+
+def _close_at_exit() -> None:
+    worker = _worker
+    if worker is not None and worker._pid == os.getpid():
+        worker.close(EXIT_FLUSH_S)

@@ -1,0 +1,85 @@
+"""pipeline.log's producer: its own stream per process, steps per trial and rank, delivery and settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from pipeline.producer import worker_log
+from pipeline.producer.bus_target import ENV_ADDRESS, BusTarget, lookup_target
+from pipeline.producer.sender import FullPolicy, SenderConfig
+from pipeline.producer.worker_context import WorkerHead
+from pipeline.producer.worker_log import WorkerLog
+from pipeline.wire.sockets import CurveKeys
+from tests.busharness import running_collector
+
+HEAD = WorkerHead("exp", "t1", "dir_t1", rank=1, world_size=2)
+
+
+def _target(tmp_path: Path, address: str = "tcp://127.0.0.1:9") -> BusTarget:
+    return BusTarget(address, None, SenderConfig(spool_dir=str(tmp_path / "spool")))
+
+
+def test_a_target_travels_as_json_with_its_keys_and_sender_settings() -> None:
+    """Address, Curve keys and every sender setting survive the trip through Ray's key-value store."""
+    target = BusTarget("tcp://h:1", CurveKeys(b"p" * 40, b"s" * 40, b"v" * 40),
+                       SenderConfig(max_buffer_events=7, when_full=FullPolicy.BLOCK))
+    assert BusTarget.from_json(target.to_json()) == target
+
+
+def test_tunebus_address_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TUNEBUS_ADDRESS names the target without asking Ray."""
+    monkeypatch.setenv(ENV_ADDRESS, "tcp://10.0.0.1:5555")
+    target = lookup_target()
+    assert target is not None and target.address == "tcp://10.0.0.1:5555" and target.curve is None
+
+
+def test_outside_a_trial_a_call_is_dropped_and_counted(tmp_path: Path) -> None:
+    """No Tune or Train context: nothing is sent, the drop is counted, no sender is started."""
+    producer = WorkerLog(_target(tmp_path))
+    producer.log({"x": 1.0})
+    assert producer.dropped == 1 and producer._sender is None
+
+
+def test_a_pickled_copy_is_a_new_producer_without_a_thread(tmp_path: Path) -> None:
+    """A copy keeps the target only: its own stream id, no sender, seq from 0."""
+    producer = WorkerLog(_target(tmp_path))
+    producer.log({"x": 1.0}, head=HEAD)
+    try:
+        copy = pickle.loads(pickle.dumps(producer))
+        assert copy.target == producer.target and copy.stream != producer.stream
+        assert copy._sender is None and copy._seq == 0
+    finally:
+        producer.close()
+
+
+async def test_calls_reach_the_collector_once_with_steps_counted_per_rank(tmp_path: Path,
+                                                                          address: str) -> None:
+    """Steps continue from the last given one; flush returns once worker_log.json has every call."""
+    async with running_collector(tmp_path / "out", address):
+        producer = WorkerLog(_target(tmp_path, address))
+        producer.log({"a": 1.0}, step=10, head=HEAD)
+        producer.log({"a": 2.0}, head=HEAD)
+        producer.log({"a": 3.0}, head=WorkerHead("exp", "t1", "dir_t1", rank=0, world_size=2))
+        assert await asyncio.to_thread(producer.flush, 30)
+        producer.close()
+    path = tmp_path / "out" / "exp" / "dir_t1" / "worker_log.json"
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(x["step"], x["rank"], x["values"]["a"]) for x in lines] == [(10, 1, 1.0), (11, 1, 2.0),
+                                                                          (0, 0, 3.0)]
+
+
+def test_configure_then_log_outside_a_trial_drops_without_blocking(tmp_path: Path) -> None:
+    """The module front: a configured process makes its producer at the first call; closing forgets it."""
+    worker_log.configure(_target(tmp_path))
+    try:
+        worker_log.log({"x": 1.0})
+        assert worker_log._worker is not None and worker_log._worker.dropped == 1
+        assert worker_log.flush(1.0)
+    finally:
+        worker_log.configure(None)
+    assert worker_log._worker is None
