@@ -112,7 +112,8 @@ def test_worker_log_json_has_one_line_per_call(runs: Path) -> None:
 
 
 def test_a_failed_run_keeps_its_rows_and_its_error(runs: Path) -> None:
-    """The failing run: the reports before the failure, and the failure in error.txt."""
-    rows = (runs / "failed/train/result.json").read_text().splitlines()
-    assert len(rows) == 2
+    """The failing run: the reports Train processed before the failure, and the failure in error.txt."""
+    rows = [json.loads(line) for line in (runs / "failed/train/result.json").read_text().splitlines()]
+    # Train may drop the last report when a worker fails while it is still queued on the worker.
+    assert [r["training_iteration"] for r in rows] in ([1], [1, 2])
     assert "rank 1 fails on purpose" in (runs / "failed/train/error.txt").read_text()
