@@ -97,6 +97,17 @@ def test_subclasses_of_builtins_travel_as_their_base_types_value() -> None:
     assert isinstance(got["huge"], Fallback) and got["huge"].text == str(3 * 2**70)
 
 
+def test_an_object_array_arrives_as_an_object_array_of_its_items() -> None:
+    """dtype=object keeps its shape and items (numbers, strings, odd values), packed, never pickled."""
+    when = datetime.datetime(2026, 1, 2)
+    sent = np.array([[1, 2.5, "x"], [None, when, _Level.HIGH]], dtype=object)
+    got = _trip({"objects": sent, "empty": np.empty((0, 2), dtype=object)})["objects"]
+    assert isinstance(got, np.ndarray) and got.dtype == object and got.shape == (2, 3)
+    assert got[0].tolist() == [1, 2.5, "x"] and got[1, 0] is None and got[1, 2] == 3
+    assert got[1, 1] == Fallback(f'"{when}"', str(when))
+    assert _trip({"empty": np.empty((0, 2), dtype=object)})["empty"].shape == (0, 2)
+
+
 def test_encoding_never_raises_in_the_driver() -> None:
     """A cyclic payload still encodes (its value is replaced by a marker), never crashing Tune."""
     cyclic: list[object] = []
@@ -121,6 +132,12 @@ def test_encoding_never_raises_in_the_driver() -> None:
      "bad-array"),
     (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d",
                                  {"x": msgpack.ExtType(1, msgpack.packb(["<f8", [2], b"x"]))}]]]),
+     "bad-array"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d",
+                                 {"x": msgpack.ExtType(5, msgpack.packb([[3], [1, 2]]))}]]]),
+     "bad-array"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d",
+                                 {"x": msgpack.ExtType(5, msgpack.packb([[-1], []]))}]]]),
      "bad-array"),
 ])
 def test_malformed_frames_become_faults(frame: bytes, fault: str) -> None:

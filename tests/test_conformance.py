@@ -411,7 +411,6 @@ def _object_array(cb: Any, trials: list[MockTrial]) -> None:
     cb.on_trial_complete(iteration=3, trials=trials, trial=t)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 point 3")
 async def test_an_object_array_gets_tunes_histogram(tmp_path: Path, address: str) -> None:
     """A dtype=object array: the histogram Tune writes, and the same JSON and CSV text."""
     sides = await replay(tmp_path, address, _object_array, [CONFIG])

@@ -16,6 +16,7 @@ __all__ = [
     "EXT_FALLBACK",
     "EXT_NDARRAY",
     "EXT_NPSCALAR",
+    "EXT_OBJECT_ARRAY",
     "EXT_TUPLE",
     "Frame",
     "decode_control",
@@ -31,6 +32,7 @@ EXT_NDARRAY = 1  # [dtype.str, shape, raw bytes in C order]
 EXT_NPSCALAR = 2  # [dtype.str, raw bytes]
 EXT_TUPLE = 3  # packed list of the items
 EXT_FALLBACK = 4  # [JSON text Tune's SafeFallbackEncoder writes, str(value)]
+EXT_OBJECT_ARRAY = 5  # [shape, [items in C order]]: each item packed as any value is, never pickled
 
 # Numeric, bool, bytes and unicode dtypes travel; object and structured dtypes never do.
 WIRE_DTYPE_KINDS = frozenset("biufcSU")
@@ -56,6 +58,8 @@ def _pack_default(value: Any) -> Any:
     if isinstance(value, np.ndarray) and value.dtype.kind in WIRE_DTYPE_KINDS:
         data = [value.dtype.str, list(value.shape), np.ascontiguousarray(value).tobytes()]
         return msgpack.ExtType(EXT_NDARRAY, msgpack.packb(data))
+    if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+        return msgpack.ExtType(EXT_OBJECT_ARRAY, _packb([list(value.shape), value.ravel().tolist()]))
     if isinstance(value, np.generic) and value.dtype.kind in WIRE_DTYPE_KINDS:
         return msgpack.ExtType(EXT_NPSCALAR, msgpack.packb([value.dtype.str, value.tobytes()]))
     if isinstance(value, Fallback):
@@ -158,6 +162,8 @@ def _unpack_ext(code: int, data: bytes) -> Any:
         if dtype.itemsize != len(raw):
             raise SchemaError("bad-array", f"{len(raw)} bytes are not one {dtype_str}")
         return np.frombuffer(raw, dtype=dtype)[0]
+    if code == EXT_OBJECT_ARRAY:
+        return _object_array(_unpackb(data))
     if code == EXT_TUPLE:
         return tuple(_unpackb(data))
     if code == EXT_FALLBACK:
@@ -166,6 +172,18 @@ def _unpack_ext(code: int, data: bytes) -> Any:
             raise SchemaError("bad-type", "fallback texts must be strings")
         return Fallback(json_text, text)
     raise SchemaError("unknown-ext", f"extension type {code}")
+
+
+def _object_array(data: Any) -> np.ndarray[Any, np.dtype[np.object_]]:
+    """An array of dtype=object filled with already decoded items (no pickle, no numpy guessing)."""
+    shape, items = data if isinstance(data, list) and len(data) == 2 else (None, None)
+    if not (isinstance(shape, list) and isinstance(items, list)
+            and all(type(n) is int and n >= 0 for n in shape) and math.prod(shape) == len(items)):
+        raise SchemaError("bad-array", "an object array is [shape, items] with shape's count of items")
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array.reshape(shape)
 
 
 def _wire_dtype(dtype_str: object) -> np.dtype[Any]:
