@@ -59,18 +59,20 @@ def test_a_pickled_copy_is_a_new_producer_without_a_thread(tmp_path: Path) -> No
 
 async def test_calls_reach_the_collector_once_with_steps_counted_per_rank(tmp_path: Path,
                                                                           address: str) -> None:
-    """Steps continue from the last given one; flush returns once worker_log.json has every call."""
+    """Steps continue past the highest so far, per rank; flush returns once worker_log.json has every call."""
     async with running_collector(tmp_path / "out", address):
         producer = WorkerLog(_target(tmp_path, address))
         producer.log({"a": 1.0}, step=10, head=HEAD)
         producer.log({"a": 2.0}, head=HEAD)
+        producer.log({"img": 0.0}, step=0, head=HEAD)
+        producer.log({"a": 2.5}, head=HEAD)
         producer.log({"a": 3.0}, head=WorkerHead("exp", "t1", "dir_t1", rank=0, world_size=2))
         assert await asyncio.to_thread(producer.flush, 30)
         producer.close()
     path = tmp_path / "out" / "exp" / "dir_t1" / "worker_log.json"
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(x["step"], x["rank"], x["values"]["a"]) for x in lines] == [(10, 1, 1.0), (11, 1, 2.0),
-                                                                          (0, 0, 3.0)]
+    got = [(x["step"], x["rank"], x["values"].get("a")) for x in lines]
+    assert got == [(10, 1, 1.0), (11, 1, 2.0), (0, 1, None), (12, 1, 2.5), (0, 0, 3.0)]
 
 
 def test_configure_then_log_outside_a_trial_drops_without_blocking(tmp_path: Path) -> None:

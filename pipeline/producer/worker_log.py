@@ -55,16 +55,21 @@ class WorkerLog:
 
     def log(self, metrics: dict[str, Any], step: int | None = None,
             head: WorkerHead | None = None) -> None:
-        """Encode one call and hand it to the sender; ``head`` defaults to the caller's trial."""
+        """Encode one call and hand it to the sender; ``head`` defaults to the caller's trial.
+
+        Without ``step``, the step after the highest this trial and rank used so far.
+        """
         if head is None:
             head = self._current_head()
             if head is None:
                 self._drop("pipeline.log was called outside a Tune trial or Train worker")
                 return
         key = (head.experiment, head.trial, head.rank)
+        last = self._steps.get(key, -1)
         if step is None:
-            step = self._steps.get(key, -1) + 1
-        self._steps[key] = step
+            step = last + 1
+        if step > last:
+            self._steps[key] = step
         sender = self._sender or self._start()
         if not sender.accepting():
             self._drop(f"the sender is {sender.config.max_handoff_events} events behind")
@@ -116,7 +121,7 @@ def configure(target: BusTarget | None) -> None:
 
 
 def log(metrics: dict[str, Any], step: int | None = None) -> None:
-    """Log ``metrics`` at ``step`` (the next step of this trial and rank when None) to the
+    """Log ``metrics`` at ``step`` (when None, one past this trial and rank's highest so far) to the
     collector the run's ``BusCallback`` or ``TrainBusCallback`` sends to.
 
     Values are what a result may hold: numbers, nested dicts (flattened with ``/``), numpy
