@@ -28,6 +28,9 @@ SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
 FILE_VERSION = "brain.Event:2"
 VIDEO_FPS = 20
 MAX_NAME_TRIES = 1_000
+FILE_SUFFIX = ".tunebus"
+"""In every event file's name (tensorboardX's ``filename_suffix``), so no other writer
+(Tune's TBXLoggerCallback in the same second on the same host) can pick the same name."""
 
 
 def _default_bins() -> list[float]:
@@ -55,8 +58,8 @@ def record(data: bytes) -> bytes:
 
 
 def _create(directory: Path) -> tuple[Path, IO[bytes]]:
-    """A new ``events.out.tfevents.<time>.<host>`` file, as tensorboardX names them (never reused)."""
-    base = f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}"
+    """A new ``events.out.tfevents.<time>.<host>.tunebus[.<n>]`` file (never reused; sorts in order)."""
+    base = f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}{FILE_SUFFIX}"
     for n in range(MAX_NAME_TRIES):
         path = directory / (base if n == 0 else f"{base}.{n}")
         try:

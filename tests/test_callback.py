@@ -89,13 +89,57 @@ def test_every_hook_is_one_event_in_order(ray_session: None, tmp_path: Path,
     assert end.payload["trials"] == {t.trial_id: str(t.status) for t in trials}
 
 
-def test_constructing_it_switches_off_tunes_own_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """BusCallback sets TUNE_DISABLE_AUTO_CALLBACK_LOGGERS unless asked to keep Tune's loggers."""
+TUNE_LOGGERS = {"CSVLoggerCallback", "JsonLoggerCallback", "TBXLoggerCallback"}
+LOGGERS_OF_AN_UNPICKLED_RUN = """
+import pickle, sys
+import ray.tune.tune
+callbacks = [pickle.loads(open(sys.argv[1], "rb").read())]
+print(sorted(type(c).__name__ for c in ray.tune.tune._create_default_callbacks(callbacks)))
+"""
+
+
+def _tune_loggers(callbacks: list[Any]) -> set[str]:
+    """The logger callbacks ``tune.run`` adds by itself to a run with ``callbacks``."""
+    import ray.tune.tune  # looked up at call time, as tune.run does
+
+    return {type(c).__name__ for c in ray.tune.tune._create_default_callbacks(list(callbacks))} & TUNE_LOGGERS
+
+
+def test_a_run_with_it_gets_none_of_tunes_own_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune adds no JSON/CSV/TBX logger of its own to a run whose callbacks hold a BusCallback."""
     monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
-    BusCallback("tcp://127.0.0.1:1", disable_builtin_loggers=False)
-    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
+    assert _tune_loggers([BusCallback("tcp://127.0.0.1:1")]) == set()
+
+
+def test_only_constructing_it_leaves_other_runs_tunes_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A BusCallback built but not used changes nothing for other runs: no environment variable."""
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
     BusCallback("tcp://127.0.0.1:1")
-    assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1"
+    assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ
+    assert _tune_loggers([]) == TUNE_LOGGERS
+
+
+def test_unpickled_in_a_fresh_process_it_still_keeps_tunes_loggers_out(tmp_path: Path) -> None:
+    """As Tuner.restore does: a BusCallback unpickled in a new driver still keeps Tune's loggers out."""
+    import pickle
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    pickled = tmp_path / "callback.pkl"
+    pickled.write_bytes(pickle.dumps(BusCallback("tcp://127.0.0.1:1")))
+    env = {k: v for k, v in os.environ.items() if k != "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"}
+    done = subprocess.run([sys.executable, "-c", LOGGERS_OF_AN_UNPICKLED_RUN, str(pickled)], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    names = done.stdout.strip().splitlines()[-1]
+    assert "BusCallback" in names and "LoggerCallback" not in names
+
+
+def test_keeping_tunes_loggers_by_flag_is_refused_with_what_to_do() -> None:
+    """disable_builtin_loggers=False is refused, naming the callbacks to add instead."""
+    with pytest.raises(ValueError, match="add CSVLoggerCallback\\(\\), JsonLoggerCallback\\(\\)"):
+        BusCallback("tcp://127.0.0.1:1", disable_builtin_loggers=False)
 
 
 @pytest.mark.parametrize("bad", [{"address": "localhost:5555"}, {"end_timeout_s": -1},

@@ -55,7 +55,8 @@ def test_each_result_is_one_event_with_all_its_scalars_at_tunes_step(tmp_path: P
                _event("result", 2, _result(2, timesteps_total=64, text="no"))]
     _write(tmp_path, [start, *results])
     [path] = _files(tmp_path)
-    assert path.name.startswith("events.out.tfevents.") and path.name.endswith(socket.gethostname())
+    assert path.name.startswith("events.out.tfevents.")
+    assert path.name.endswith(f"{socket.gethostname()}.tunebus")
     first, one, two = _events(path)
     assert first.file_version == "brain.Event:2"
     assert one.step == 1 and two.step == 64
@@ -129,6 +130,19 @@ def test_a_restarted_trial_opens_a_new_event_file_and_both_read_back(tmp_path: P
     assert len(_files(tmp_path)) == 2
     read = read_tensorboard(tmp_path / "exp" / "dir_t1")
     assert [s for s, _ in read["scalars"]["ray/tune/loss"]] == [1, 2]
+
+
+def test_a_tensorboardx_writer_in_the_same_second_never_takes_its_file(tmp_path: Path) -> None:
+    """Tune's TBX logger starting beside the sink (same second, same host) gets another file name."""
+    from tensorboardX import SummaryWriter
+
+    _write(tmp_path, [_event("trial_start", 0, {}), _event("result", 1, _result(1))])
+    writer = SummaryWriter(str(tmp_path / "exp" / "dir_t1"))
+    writer.add_scalar("theirs", 2.0, 1)
+    writer.close()
+    assert len(_files(tmp_path)) == 2
+    scalars = read_tensorboard(tmp_path / "exp" / "dir_t1")["scalars"]
+    assert scalars["ray/tune/loss"] == [(1, 1.0)] and scalars["theirs"] == [(1, 2.0)]
 
 
 def test_values_tensorboard_cannot_hold_are_left_out_and_the_sink_goes_on(tmp_path: Path) -> None:

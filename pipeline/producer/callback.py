@@ -14,6 +14,7 @@ from ray.tune import Callback
 
 from pipeline.producer.bus_target import BusTarget, publish_target
 from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
+from pipeline.producer.tune_loggers import leave_out_tune_loggers
 from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Kind
 from pipeline.wire.sockets import DEFAULT_ADDRESS, CurveKeys
@@ -34,6 +35,13 @@ UNHEARD_END_TIMEOUT_S = 2.0
 class BusCallback(Callback):
     """Publishes every Tune event to a tunebus collector; the driver never waits on I/O.
 
+    A run whose callbacks hold a ``BusCallback`` gets none of the JSON, CSV and
+    TensorBoard loggers Tune adds by itself (they would write the same files; see
+    ``leave_out_tune_loggers``). That holds however the callback came to the run
+    (built, or unpickled by ``Tuner.restore``) and for that run alone: no
+    environment variable is set, other runs in the process keep Tune's loggers.
+    To keep Tune's files too, put its logger callbacks in the run's list.
+
     Args:
         address: the collector's bus address, e.g. ``tcp://127.0.0.1:5555``.
         end_timeout_s: how long ``on_experiment_end`` waits for the collector
@@ -41,8 +49,8 @@ class BusCallback(Callback):
             files right after). 0 does not wait; when no collector has answered
             at all, it waits at most 2 s and the events go to the spool.
         sender: memory and spool bounds, full policy and timings of the sender.
-        disable_builtin_loggers: set ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``
-            so Tune does not also write the same files itself.
+        disable_builtin_loggers: must be True (Tune's loggers are off for runs
+            with this callback); False is refused with what to do instead.
         curve_secret_key: this client's ``.key_secret`` file (``tunebus keygen``),
             to talk to a collector that requires CurveZMQ.
         curve_server_key: the collector's public ``.key`` file.
@@ -69,8 +77,10 @@ class BusCallback(Callback):
             raise ValueError("CurveZMQ needs both curve_secret_key and curve_server_key")
         self.curve = CurveKeys.load(curve_secret_key, curve_server_key) if curve_secret_key else None
         self.producer = uuid.uuid4().hex[:16]
-        if disable_builtin_loggers:
-            os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+        if not disable_builtin_loggers:
+            raise ValueError("disable_builtin_loggers=False is not supported: to keep Tune's own files "
+                             "too, add CSVLoggerCallback(), JsonLoggerCallback() and TBXLoggerCallback() "
+                             "to the run's callbacks")
         self._reset()
 
     def _reset(self) -> None:
@@ -227,3 +237,7 @@ class BusCallback(Callback):
         if self._sender is not None:
             self._sender.close()
             self._sender = None
+
+
+
+leave_out_tune_loggers(BusCallback)  # also when Tuner.restore unpickles one: unpickling imports this
