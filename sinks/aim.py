@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import orjson
 from aim.sdk.run import Run
+from aim.storage.treeutils import encode_tree
 
 from pipeline.wire.events import Event
 from sinks.base import TrialRef
-from sinks.tune_format import flatten, scrub_hparams, tune_tag
+from sinks.tune_format import REMOVED_HPARAMS, flatten, split_hparams, tune_tag
 
 __all__ = ["AimSink"]
 
@@ -58,6 +59,7 @@ class AimSink:
         self._hashes: dict[str, str] = _load(runs_file)
         self._runs: dict[tuple[str, str], Any] = {}  # aim.Run objects; aim is untyped
         self._warned: set[str] = set()
+        self._said_removed: set[tuple[str, str]] = set()
         self._with_ip: set[tuple[str, str]] = set()
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
@@ -75,7 +77,7 @@ class AimSink:
             run["trial_log_dir"] = str(payload.get("path") or trial.dir)
         params = payload.get("evaluated_params")
         if params and isinstance(params, dict):
-            run["hparams"] = scrub_hparams(params)
+            run["hparams"] = self._hparams(trial, params)
         self._runs[trial.key] = run
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
@@ -135,6 +137,18 @@ class AimSink:
                 values[tune_tag(key)] = value
         return values
 
+    def _hparams(self, trial: TrialRef, params: dict[str, Any]) -> dict[str, Any]:
+        """Tune's scrubbed hparams without the values Aim refuses (an ``np.str_``): those alone are
+        left out, with Tune's, and said once per trial at INFO."""
+        kept, removed = split_hparams(params)
+        for key, value in list(kept.items()):
+            if not _aim_takes(value):
+                removed[key] = kept.pop(key)
+        if removed and trial.key not in self._said_removed:
+            self._said_removed.add(trial.key)
+            log.info(REMOVED_HPARAMS, self.name, removed)
+        return kept
+
     def _note_ip(self, trial: TrialRef, run: Any, result: dict[str, Any]) -> None:
         """``trial_ip`` as Tune sets it: the node the trial's actor runs on (the result's ``node_ip``)."""
         ip = result.get("node_ip")
@@ -153,6 +167,16 @@ class AimSink:
         if kind not in self._warned:
             self._warned.add(kind)
             log.warning(message, *args)
+
+
+def _aim_takes(value: Any) -> bool:
+    """Whether Aim can store ``value`` as a param (its own encoder is the judge)."""
+    try:
+        for _ in encode_tree(value):
+            pass
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _finite(value: Any) -> bool:

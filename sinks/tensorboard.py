@@ -17,7 +17,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 
 from pipeline.wire.events import Event
 from sinks.base import TrialRef
-from sinks.tune_format import flatten, scrub_hparams, tune_tag
+from sinks.tune_format import REMOVED_HPARAMS, flatten, split_hparams, tune_tag
 
 __all__ = ["EventFile", "TensorBoardSink", "record"]
 
@@ -114,6 +114,7 @@ class TensorBoardSink:
         self._trials: dict[tuple[str, str], _TrialLog] = {}
         self._tags: dict[str, str] = {}
         self._warned: set[str] = set()
+        self._said_removed: set[tuple[str, str]] = set()
         self._closed_bytes = 0
 
     @property
@@ -166,7 +167,7 @@ class TensorBoardSink:
         log_ = self._trials.pop(trial.key)
         try:
             if end is not None and log_.last_valid:
-                self._hparams(log_, end.payload.get("evaluated_params") or log_.params)
+                self._hparams(trial, log_, end.payload.get("evaluated_params") or log_.params)
         finally:
             log_.file.close()
             self._closed_bytes += log_.file.bytes_written
@@ -240,13 +241,18 @@ class TensorBoardSink:
             return []
         return list(summary.value)
 
-    def _hparams(self, log_: _TrialLog, params: Any) -> None:
-        """The hparams plugin's experiment, session start and session end summaries, as Tune writes them."""
+    def _hparams(self, trial: TrialRef, log_: _TrialLog, params: Any) -> None:
+        """The hparams plugin's experiment, session start and session end summaries, as Tune writes them;
+        the values left out are said once per trial, at INFO, as Tune says them."""
         if not params or not isinstance(params, dict):
             return
         metrics = {k: v for k, v in log_.last_valid.items() if isinstance(v, SCALAR_TYPES)}
+        kept, removed = split_hparams(params)
+        if removed and trial.key not in self._said_removed:
+            self._said_removed.add(trial.key)
+            log.info(REMOVED_HPARAMS, self.name, removed)
         try:
-            summaries = tbx.hparams(hparam_dict=scrub_hparams(params), metric_dict=metrics)
+            summaries = tbx.hparams(hparam_dict=kept, metric_dict=metrics)
         except Exception as exc:  # noqa: BLE001 - as Tune: an unsupported hparam type is logged, not fatal
             self._warn("hparams", "tensorboardX could not write hparams (%s)", exc)
             return

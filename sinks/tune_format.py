@@ -11,7 +11,8 @@ import orjson
 
 from pipeline.wire.events import Fallback
 
-__all__ = ["flatten", "json_line", "params_json", "scrub_hparams", "tune_tag", "without"]
+__all__ = ["REMOVED_HPARAMS", "flatten", "json_line", "params_json", "scrub_hparams", "split_hparams",
+           "tune_tag", "without"]
 
 _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -55,16 +56,33 @@ HPARAM_TYPES = (str, bool, int, float, list, type(None))
 NP_HPARAM_TYPES = (np.bool_, np.float32, np.float64, np.int32, np.int64)
 
 
+REMOVED_HPARAMS = "Removed the following hyperparameter values when logging to %s: %s"
+"""What Tune's TBX and Aim loggers say at INFO about the hparams they leave out."""
+
+
 def scrub_hparams(params: dict[str, Any]) -> dict[str, Any]:
     """Evaluated params as Tune's TBX and Aim loggers keep them for hparams.
 
     Flattened with ``/``; plain values kept, the numpy scalars Tune accepts turned
     into Python values, everything else (tuples, objects) dropped.
     """
+    return split_hparams(params)[0]
+
+
+def split_hparams(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``scrub_hparams``' kept values, and the removed ones as Tune names them in its INFO line."""
     flat = flatten(params)
     kept = {k: v for k, v in flat.items() if isinstance(v, HPARAM_TYPES)}
     kept.update({k: v.tolist() for k, v in flat.items() if isinstance(v, NP_HPARAM_TYPES)})
-    return kept
+    removed = {k: _Shown(v.text) if isinstance(v, Fallback) else v for k, v in flat.items() if k not in kept}
+    return kept, removed
+
+
+class _Shown(str):
+    """A value that reached the collector as text: shown as that text, as Tune shows the object."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def without(result: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
