@@ -39,6 +39,8 @@ class AimSink:
         out: the collector's ``--out``; the default repo is ``<out>/<experiment>``, as Tune's.
         repo: one Aim repo for every experiment instead.
         metrics: track only these flattened keys (without ``ray/tune/``); empty: all.
+        experiment_name: every run's ``experiment`` (AimLoggerCallback's argument); None:
+            the trial's Tune experiment name.
         durable: make the collector wait for this sink before acknowledging events.
         runs_file: where the run hash of each trial is remembered, so a trial that starts
             again (restarted by Tune, or after a collector restart) reuses its run.
@@ -48,13 +50,17 @@ class AimSink:
     appends: tuple[str, ...] = ()
 
     def __init__(self, out: Path, repo: Path | str | None = None, metrics: Sequence[str] = (),
-                 durable: bool = False, runs_file: Path | None = None) -> None:
+                 durable: bool = False, runs_file: Path | None = None,
+                 experiment_name: str | None = None) -> None:
         if isinstance(metrics, str) or not all(isinstance(m, str) and m for m in metrics):
             raise ValueError(f"metrics must be a sequence of non-empty names, got {metrics!r}")
+        if experiment_name is not None and not (isinstance(experiment_name, str) and experiment_name.strip()):
+            raise ValueError(f"experiment_name must be a non-empty name, got {experiment_name!r}")
         self.out = out
         self.repo = Path(repo).expanduser() if repo else None
         self.metrics = frozenset(metrics)
         self.durable = durable
+        self.experiment_name = experiment_name
         self.runs_file = runs_file
         self._hashes: dict[str, str] = _load(runs_file)
         self._runs: dict[tuple[str, str], Any] = {}  # aim.Run objects; aim is untyped
@@ -67,7 +73,8 @@ class AimSink:
         key = "\x00".join((repo, trial.experiment, trial.trial_id))
         known = self._hashes.get(key)
         # The collector is the only writer of these runs: a lock left by a killed collector is stale.
-        run = Run(known, repo=repo, experiment=trial.experiment, force_resume=known is not None,
+        run = Run(known, repo=repo, experiment=self.experiment_name or trial.experiment,
+                  force_resume=known is not None,
                   **RUN_OPTIONS)
         if known is None:
             self._remember(key, run.hash)

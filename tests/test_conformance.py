@@ -465,7 +465,6 @@ async def test_aim(tmp_path: Path, address: str, caplog: pytest.LogCaptureFixtur
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 17 point 6")
 async def test_aim_custom_configurations(tmp_path: Path, address: str) -> None:
     """testCustomConfigurations: a custom repo and experiment name, as AimLoggerCallback's arguments."""
     tune_repo, bus_repo = tmp_path / "tune_repo", tmp_path / "bus_repo"

@@ -137,8 +137,13 @@ def test_collector_config_checks_and_passes_the_aim_options(tmp_path: Path) -> N
         CollectorConfig(out=tmp_path, aim_durable=True)
     with pytest.raises(ValueError, match="' '"):
         CollectorConfig(out=tmp_path, sinks=("json", "aim"), aim_metrics=("loss", " "))
+    with pytest.raises(ValueError, match="aim_experiment_name must be a non-empty name, got ''"):
+        CollectorConfig(out=tmp_path, sinks=("aim",), aim_experiment_name="")
+    with pytest.raises(ValueError, match="needs aim in sinks"):
+        CollectorConfig(out=tmp_path, aim_experiment_name="custom")
     config = CollectorConfig(out=tmp_path, sinks=("aim",), aim_repo=tmp_path / "r",
-                             aim_metrics=("loss",), aim_durable=True)
+                             aim_metrics=("loss",), aim_durable=True, aim_experiment_name="custom")
     sink = make_sink("aim", tmp_path, **config.sink_options("aim"))
     assert isinstance(sink, AimSink) and sink.durable and sink.metrics == {"loss"}
+    assert sink.experiment_name == "custom"
     assert sink.repo == tmp_path / "r" and config.sink_options("json") == {}

@@ -49,6 +49,8 @@ class CollectorConfig:
     """Track only these flattened result keys in Aim; empty: every finite scalar."""
     aim_durable: bool = False
     """Acknowledge events only once Aim has them too (Aim then paces the producers)."""
+    aim_experiment_name: str | None = None
+    """Every Aim run's ``experiment`` (AimLoggerCallback's ``experiment_name``); None: Tune's name."""
     status_bind: str = DEFAULT_STATUS_ADDRESS
     """The control socket ``tunebus status`` asks; empty: none."""
     metrics_port: int | None = None
@@ -85,7 +87,7 @@ class CollectorConfig:
             object.__setattr__(self, "aim_repo", Path(self.aim_repo).expanduser())
         object.__setattr__(self, "aim_metrics", tuple(self.aim_metrics))
         asked = {"aim_repo": self.aim_repo is not None, "aim_metrics": bool(self.aim_metrics),
-                 "aim_durable": self.aim_durable}
+                 "aim_durable": self.aim_durable, "aim_experiment_name": self.aim_experiment_name is not None}
         if "aim" not in self.sinks:
             for name, given in asked.items():
                 if given:
@@ -97,6 +99,9 @@ class CollectorConfig:
         for metric in self.aim_metrics:
             if not isinstance(metric, str) or not metric.strip():
                 raise ValueError(f"aim_metrics names must be non-empty, got {metric!r}")
+        experiment = self.aim_experiment_name
+        if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
+            raise ValueError(f"aim_experiment_name must be a non-empty name, got {experiment!r}")
         if self.aim_repo is not None and self.aim_repo.exists() and not self.aim_repo.is_dir():
             raise ValueError(f"aim_repo must be a directory, got the file {str(self.aim_repo)!r}")
 
@@ -130,7 +135,8 @@ class CollectorConfig:
         if name != "aim":
             return {}
         return {"repo": self.aim_repo, "metrics": self.aim_metrics, "durable": self.aim_durable,
-                "runs_file": self.out / STATE_DIR / AIM_RUNS_FILE}
+                "runs_file": self.out / STATE_DIR / AIM_RUNS_FILE,
+                "experiment_name": self.aim_experiment_name}
 
     def batch_policy(self) -> BatchPolicy:
         return BatchPolicy(self.batch_max_events, self.batch_linger_s, self.max_queue_events)

@@ -80,6 +80,9 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--aim-metrics", type=_name_list, default=(),
                    help="comma-separated result keys (flattened, no ray/tune/ prefix) to track in Aim "
                         "(default: every finite scalar)")
+    p.add_argument("--aim-experiment-name", default=None,
+                   help="every Aim run's experiment, as AimLoggerCallback's experiment_name "
+                        "(default: the Tune experiment's name)")
     p.add_argument("--aim-durable", action="store_true",
                    help="acknowledge events only once Aim has written them too (default: Aim may lag)")
     p.add_argument("--max-queue-events", type=_positive_int, default=200_000,
@@ -212,6 +215,7 @@ def _collect(args: argparse.Namespace) -> int:
             quarantine_max_bytes=args.quarantine_max_bytes,
             curve_secret_key=args.curve_secret_key, curve_clients=args.curve_clients,
             aim_repo=args.aim_repo, aim_metrics=args.aim_metrics, aim_durable=args.aim_durable,
+            aim_experiment_name=args.aim_experiment_name,
             status_bind=args.status_bind, metrics_port=args.metrics_port,
             metrics_host=args.metrics_host, log_interval_s=args.log_interval_s,
             ended_producer_ttl_s=args.ended_producer_ttl_s,
