@@ -14,7 +14,7 @@ from types import TracebackType
 import psutil
 
 from bench.harness import REPO, child_env
-from pipeline.entry.demo import free_address
+from pipeline.testing import free_address
 
 __all__ = ["CollectorProcess", "available_sinks", "cpu_seconds"]
 

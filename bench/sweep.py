@@ -22,9 +22,9 @@ TARGET_RATIO = 1.1
 def _callbacks(kind: str, address: str, storage: Path) -> list[Any]:
     """``none``; ``builtin``: Tune's four; ``bus``: every sink; ``bus_no_aim``: the files only;
     ``bus_no_collector``: BusCallback with nobody listening (its events go to a spool)."""
-    from pipeline.entry.demo import free_address
     from pipeline.producer.callback import BusCallback
     from pipeline.producer.sender import SenderConfig
+    from pipeline.testing import free_address
 
     if kind == "none":
         return []

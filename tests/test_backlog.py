@@ -11,11 +11,9 @@ import pytest
 
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.sink_queue import EventQueue
+from pipeline.testing import result_events as _results
+from pipeline.testing import wait_until
 from pipeline.wire.events import Event, Fallback
-
-
-def _results(n: int, start: int = 0) -> list[Event]:
-    return [Event("result", "p", start + i, 1.5, "e", "t", "d", {"i": start + i}) for i in range(n)]
 
 
 def test_events_come_back_from_disk_as_they_went_in(tmp_path: Path) -> None:
@@ -47,8 +45,8 @@ async def test_a_queue_with_a_backlog_never_waits_and_keeps_the_order(tmp_path: 
     """Past max_events a put goes to disk at once; batches come out in seq order from memory, then disk."""
     queue = EventQueue(max_events=10, backlog=SinkBacklog(tmp_path / "b.spool", 1 << 20))
     await asyncio.wait_for(queue.put(_results(8)), 1)
-    await asyncio.wait_for(queue.put(_results(50, start=8)), 1)
-    await asyncio.wait_for(queue.put(_results(5, start=58)), 1)
+    await asyncio.wait_for(queue.put(_results(50, first=8)), 1)
+    await asyncio.wait_for(queue.put(_results(5, first=58)), 1)
     assert len(queue) == 63 and len(queue.backlog or ()) == 53  # memory filled to 10 first
     seqs: list[int] = []
     while len(queue):
@@ -60,19 +58,18 @@ async def test_a_full_backlog_pushes_back_until_the_sink_reads(tmp_path: Path) -
     """With memory and backlog both full, put waits; a get_batch lets it finish; nothing is lost."""
     queue = EventQueue(max_events=5, backlog=SinkBacklog(tmp_path / "b.spool", 300))
     await queue.put(_results(5))
-    blocked = asyncio.create_task(queue.put(_results(40, start=5)))
-    await asyncio.sleep(0.05)
-    assert not blocked.done()
+    blocked = asyncio.create_task(queue.put(_results(40, first=5)))
+    await wait_until(lambda: queue.backlog is not None and queue.backlog.full, 10, "the backlog to fill")
+    assert not blocked.done() and len(queue) < 45
     seqs: list[int] = []
     while not blocked.done() or len(queue):
         seqs += [e.seq for e in await asyncio.wait_for(queue.get_batch(5, 0), 5)]
-        await asyncio.sleep(0)
     assert seqs == list(range(45))
 
 
 def test_a_bad_bound_is_refused_with_its_value(tmp_path: Path) -> None:
     """A backlog of no bytes is a configuration error that names the value."""
-    with pytest.raises(ValueError, match="0"):
+    with pytest.raises(ValueError, match="max_bytes must be at least 1, got 0"):
         SinkBacklog(tmp_path / "b.spool", 0)
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.ray  # every benchmark, Tune sweeps included, in a child process
+
 REPO = Path(__file__).resolve().parent.parent
 
 EXPECTED_KEYS = {

@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
 import pytest
-import zmq
 
 from pipeline.collector.quarantine import read_quarantine
 from pipeline.producer.replay import replay
 from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
+from pipeline.testing import (
+    dealer,
+    result_event,
+    running_collector,
+    start_event,
+    submit_results,
+    wait_until,
+    written,
+)
 from pipeline.wire.codec import encode_event, frame_events
 from pipeline.wire.sockets import CurveKeys, make_keys
 from pipeline.wire.spool import read_spool
-from tests.busharness import result_event, running_collector, start_event, submit_results, written
 
 COUNT = 300
 
@@ -38,6 +44,7 @@ async def test_events_wait_for_a_collector_that_appears_later(tmp_path: Path, ad
     assert written(tmp_path / "out") == list(range(1, COUNT + 1))
 
 
+@pytest.mark.slow  # waits out a flush timeout with 300 events on disk
 async def test_events_past_memory_spill_to_disk_and_drain_in_order(tmp_path: Path, address: str) -> None:
     """Past max_buffer_events the rest go to the spool file, then arrive in order."""
     sender = _sender(address, tmp_path, max_buffer_events=10)
@@ -74,6 +81,7 @@ async def test_full_spool_drops_by_policy_and_counts(tmp_path: Path, address: st
         assert rows[-1] < COUNT
 
 
+@pytest.mark.slow  # pushes back until a collector appears: about 4 s
 async def test_block_holds_the_driver_back_and_drops_nothing(tmp_path: Path, address: str) -> None:
     """With memory and spool full, block leaves the hand-over queue full (no room) and loses nothing."""
     one = len(result_event("p1", 1)) + 12
@@ -113,30 +121,16 @@ async def test_undelivered_events_are_saved_and_replayed_once(tmp_path: Path, ad
 async def test_a_gap_is_answered_with_nack_and_filled(tmp_path: Path, address: str) -> None:
     """A frame that skips seqs is refused with nack; the producer resends from the gap."""
     async with running_collector(tmp_path / "out", address) as collector:
-        ctx = zmq.asyncio.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, b"raw")
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(address)
-        await sock.send(frame_events("raw", 0, [start_event("raw", 0), result_event("raw", 1)]))
-        await sock.send(frame_events("raw", 0, [result_event("raw", 3)]))
-        replies = [msgpack.unpackb(await asyncio.wait_for(sock.recv(), 10)) for _ in range(2)]
-        assert ["nack", 2] in replies
-        await sock.send(frame_events("raw", 0, [result_event("raw", 2), result_event("raw", 3)]))
-        while ["ack", 3] not in replies:
-            replies.append(msgpack.unpackb(await asyncio.wait_for(sock.recv(), 10)))
-        sock.close()
-        ctx.term()
+        with dealer(address, "raw", asynchronous=True) as sock:
+            await sock.send(frame_events("raw", 0, [start_event("raw", 0), result_event("raw", 1)]))
+            await sock.send(frame_events("raw", 0, [result_event("raw", 3)]))
+            replies = [msgpack.unpackb(await asyncio.wait_for(sock.recv(), 10)) for _ in range(2)]
+            assert ["nack", 2] in replies
+            await sock.send(frame_events("raw", 0, [result_event("raw", 2), result_event("raw", 3)]))
+            while ["ack", 3] not in replies:
+                replies.append(msgpack.unpackb(await asyncio.wait_for(sock.recv(), 10)))
         assert collector.stats.gaps == 1
     assert written(tmp_path / "out") == [1, 2, 3]
-
-
-async def _until(predicate: Callable[[], bool], timeout_s: float) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 def _garbage(rng: random.Random) -> list[bytes]:
@@ -161,17 +155,12 @@ async def test_garbage_is_quarantined_and_the_collector_goes_on(tmp_path: Path, 
     out = tmp_path / "out"
     frames = _garbage(random.Random(1))
     async with running_collector(out, address) as collector:
-        ctx = zmq.asyncio.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.ROUTING_ID, b"evil")
-        sock.setsockopt(zmq.LINGER, 5_000)
-        sock.connect(address)
-        for frame in frames:
-            await sock.send(frame)
-        await sock.send_multipart([b"two", b"parts"])
-        await _until(lambda: collector.quarantine.frames == len(frames) + 1, 10)
-        sock.close()
-        ctx.term()
+        with dealer(address, "evil", asynchronous=True, linger_ms=5_000) as sock:
+            for frame in frames:
+                await sock.send(frame)
+            await sock.send_multipart([b"two", b"parts"])
+            await wait_until(lambda: collector.quarantine.frames == len(frames) + 1, 10,
+                             "every bad frame in quarantine")
         sender = _sender(address, tmp_path)
         submit_results(sender, 10)
         assert await asyncio.to_thread(sender.flush, 30)

@@ -10,20 +10,16 @@ from pathlib import Path
 import pytest
 
 from pipeline.collector.assembly import CollectorConfig
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.entry.cli", *args], capture_output=True,
-                          text=True, timeout=60, check=False)
+from pipeline.testing import run_cli
 
 
 def test_help_lists_every_command_and_collect_flag() -> None:
     """--help names the commands, and collect --help every flag with its default."""
-    top = _run("--help")
+    top = run_cli("--help")
     assert top.returncode == 0
     for command in ("collect", "demo", "replay", "keygen"):
         assert command in top.stdout
-    collect = " ".join(_run("collect", "--help").stdout.split())
+    collect = " ".join(run_cli("collect", "--help").stdout.split())
     flags = ["--" + f.name.replace("_", "-") for f in dataclasses.fields(CollectorConfig)]
     for flag in [*flags, "--log-level", "--config"]:
         assert flag in collect, f"CollectorConfig.{flag} has no flag"
@@ -42,7 +38,7 @@ def test_help_lists_every_command_and_collect_flag() -> None:
 ])
 def test_bad_input_exits_non_zero_with_one_line(args: tuple[str, ...]) -> None:
     """Each bad flag or value: exit status 2, and exactly one line on stderr."""
-    done = _run(*args)
+    done = run_cli(*args)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "error" in done.stderr
@@ -57,7 +53,7 @@ def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.bind(address)
     try:
-        done = _run("collect", "--bind", address, "--out", str(tmp_path))
+        done = run_cli("collect", "--bind", address, "--out", str(tmp_path))
     finally:
         sock.close()
         ctx.term()
@@ -65,6 +61,7 @@ def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:
     assert done.stderr.strip().splitlines()[-1].startswith("tunebus collect: error: cannot bind")
 
 
+@pytest.mark.ray  # a Tune sweep in a child process
 def test_the_demo_runs_a_sweep_and_says_where_the_files_went(tmp_path: Path) -> None:
     """tunebus demo (the README's main job) writes every result and names the experiment folder."""
     done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "demo", "--out", str(tmp_path),

@@ -14,8 +14,7 @@ import pytest
 
 from pipeline.entry.cli import parser
 from pipeline.entry.config_file import toml_defaults
-from pipeline.entry.demo import free_address
-from tests.conftest import wait_for
+from pipeline.testing import free_address, run_cli, wait_for
 
 SAMPLES = {"metrics_port": 9100}
 """TOML values for flags whose default is None or empty (any other such flag gets a plain word)."""
@@ -107,9 +106,7 @@ def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, text: str, says: str)
     """Each bad key, value or syntax: exit status 2 and one error line that says what is wrong."""
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "collect", "--config", str(path),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = run_cli("collect", "--config", str(path), "--out", str(tmp_path / "out"))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tunebus collect: error:") and says in lines[0], lines
@@ -117,9 +114,7 @@ def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, text: str, says: str)
 
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     """--config naming no file: exit status 2 and one line naming it."""
-    done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "collect", "--config",
-                           str(tmp_path / "nope.toml")], capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = run_cli("collect", "--config", str(tmp_path / "nope.toml"))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"tunebus collect: error: cannot read config '{tmp_path / 'nope.toml'}': No such file or directory"]

@@ -23,7 +23,7 @@ from ray.tune.analysis.experiment_analysis import ExperimentAnalysis
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 
 from pipeline import BusCallback
-from tests.busharness import running_collector
+from pipeline.testing import running_collector
 from tests.sink_sweeps import read_aim, read_tensorboard
 
 EXPERIMENT = "exp"

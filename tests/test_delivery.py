@@ -11,13 +11,14 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from ray import tune
 
 from pipeline import BusCallback
-from pipeline.entry.demo import start_collector
 from pipeline.producer.replay import replay
 from pipeline.producer.sender import SenderConfig
-from tests.conftest import REPO, wait_for
+from pipeline.testing import start_collector, wait_for
+from tests.conftest import REPO
 from tests.trainables import until_told
 
 
@@ -114,6 +115,7 @@ def test_with_no_collector_at_all_fit_does_not_wait_and_a_replay_delivers(
     assert len(trial_dirs) == 2 and all(_iterations(d) == list(range(1, 31)) for d in trial_dirs)
 
 
+@pytest.mark.ray  # a Tune driver in a child process
 def test_the_spool_of_a_killed_driver_is_delivered_by_replay(address: str, tmp_path: Path) -> None:
     """kill -9 of a driver with no collector: `tunebus replay` of its spool writes its rows once."""
     spool_dir, stop_file = tmp_path / "spool", tmp_path / "stop"

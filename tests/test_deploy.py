@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from pipeline.entry.cli import parser
+from pipeline.testing import run_cli
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 REPO = DEPLOY.parent
@@ -28,8 +29,9 @@ def help_flags() -> dict[str, set[str]]:
     """The flags ``tunebus collect --help`` and ``tunebus status --help`` list."""
     flags = {}
     for command in ("collect", "status"):
-        text = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", command, "--help"],
-                              capture_output=True, text=True, timeout=60, check=True).stdout
+        done = run_cli(command, "--help")
+        assert done.returncode == 0, done.stderr
+        text = done.stdout
         flags[command] = set(re.findall(r"--[a-z][a-z0-9-]*", text))
     return flags
 

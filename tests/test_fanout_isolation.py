@@ -6,47 +6,22 @@ import asyncio
 import csv
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.fanout import Fanout
 from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
+from pipeline.testing import GatedSink
 from pipeline.wire.events import Event
 from sinks.aim import AimSink
-from sinks.base import Sink, TrialFiles, TrialRef
+from sinks.base import TrialFiles
 from sinks.csv import CsvSink
 from sinks.json import JsonSink
-from tests.sink_sweeps import read_aim
+from tests.readers import read_aim
 
 RESULTS = 600
 TIMEOUT_S = 60.0
-
-
-class GatedSink:
-    """Forwards to ``to``, but each write waits until ``gate`` opens: a deliberately slow sink."""
-
-    def __init__(self, to: Sink, gate: threading.Event) -> None:
-        self.to, self.gate = to, gate
-        self.name, self.durable = to.name, to.durable
-
-    def open_trial(self, trial: TrialRef, start: Event | None) -> None:
-        self.to.open_trial(trial, start)
-
-    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
-        if not self.gate.wait(TIMEOUT_S):
-            raise TimeoutError("the test never opened the gate")
-        self.to.write_results(trial, results)
-
-    def close_trial(self, trial: TrialRef, end: Event | None) -> None:
-        self.to.close_trial(trial, end)
-
-    def flush(self) -> None:
-        self.to.flush()
-
-    def close(self) -> None:
-        self.to.close()
 
 
 def _events() -> list[Event]:
@@ -57,13 +32,7 @@ def _events() -> list[Event]:
     return [start, *results]
 
 
-async def _until(done: asyncio.Event, what: str) -> None:
-    try:
-        await asyncio.wait_for(done.wait(), TIMEOUT_S)
-    except TimeoutError as exc:
-        raise AssertionError(f"timed out waiting for {what}") from exc
-
-
+@pytest.mark.slow  # reads the Aim repo back in a child process
 @pytest.mark.parametrize("queue_events", [10_000, 20], ids=["in-memory", "past-the-queue-to-disk"])
 async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(
         tmp_path: Path, queue_events: int) -> None:
@@ -71,7 +40,7 @@ async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(
     gate = threading.Event()
     policy = BatchPolicy(max_events=100, linger_s=0.0, max_queue_events=queue_events)
     fast_done, slow_done = asyncio.Event(), asyncio.Event()
-    gated = GatedSink(AimSink(tmp_path), gate)
+    gated = GatedSink(AimSink(tmp_path), gate, TIMEOUT_S)
     backlog = SinkBacklog(tmp_path / ".tunebus" / "backlog-aim.spool", 1 << 30)
     workers = [SinkWorker(JsonSink(tmp_path), TrialFiles(tmp_path), policy),
                SinkWorker(CsvSink(tmp_path), TrialFiles(tmp_path), policy),
@@ -89,7 +58,7 @@ async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(
     tasks = [asyncio.create_task(w.run()) for w in workers]
     try:
         await fanout.put(_events())
-        await _until(fast_done, "the JSON and CSV sinks")
+        await asyncio.wait_for(fast_done.wait(), TIMEOUT_S)  # the JSON and CSV sinks
 
         assert fanout.mark("p") == RESULTS and "p" not in workers[2].marks
         assert len(workers[2].queue) >= RESULTS + 1 - policy.max_events  # Aim's backlog, in its queue
@@ -100,7 +69,7 @@ async def test_a_blocked_aim_sink_does_not_hold_back_json_csv_or_acks(
             assert len(lines) == len(list(csv.DictReader(f))) == RESULTS
     finally:
         gate.set()
-    await _until(slow_done, "the Aim sink to catch up")
+    await asyncio.wait_for(slow_done.wait(), TIMEOUT_S)  # the Aim sink catches up
     await fanout.drain()
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT_S)
     [run] = read_aim(tmp_path / "exp")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.producer.sender import Sender, SenderConfig
-from tests.busharness import EXPERIMENT, TRIAL_DIR, running_collector, submit_results, written
+from pipeline.testing import EXPERIMENT, TRIAL_DIR, running_collector, submit_results, wait_until, written
 
 COUNT = 200
 
@@ -20,14 +20,6 @@ COUNT = 200
 def _csv_rows(out: Path) -> list[int]:
     with (out / EXPERIMENT / TRIAL_DIR / "progress.csv").open(newline="") as f:
         return [int(row["i"]) for row in csv.DictReader(f)]
-
-
-async def _wait(predicate, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 async def test_a_blocked_file_stalls_only_its_sink_until_cleared(tmp_path: Path, address: str) -> None:
@@ -39,7 +31,8 @@ async def test_a_blocked_file_stalls_only_its_sink_until_cleared(tmp_path: Path,
     async with running_collector(out, address) as collector:
         submit_results(sender, COUNT)
         json_sink = next(w for w in collector.fanout.workers if w.name == "json")
-        await _wait(lambda: json_sink.stats.errors >= 2 and len(_csv_rows(out)) == COUNT, 30)
+        await wait_until(lambda: json_sink.stats.errors >= 2 and len(_csv_rows(out)) == COUNT, 30,
+                         "JSON to fail twice and CSV to write every row")
         assert not await asyncio.to_thread(sender.flush, 0.2)  # unacknowledged while JSON fails
         blocker.rmdir()
         assert await asyncio.to_thread(sender.flush, 60)
@@ -73,7 +66,8 @@ async def test_a_full_disk_is_survived_and_caught_up(small_disk: Path, tmp_path:
         free = shutil.disk_usage(small_disk).free
         filler.write_bytes(b"\0" * (free - 24 * 1024))
         submit_results(sender, COUNT * 3)
-        await _wait(lambda: sum(w.stats.errors for w in collector.fanout.workers) >= 2, 30)
+        await wait_until(lambda: sum(w.stats.errors for w in collector.fanout.workers) >= 2, 30,
+                         "two failed writes")
         assert not await asyncio.to_thread(sender.flush, 0.2)
         filler.unlink()
         assert await asyncio.to_thread(sender.flush, 90)
@@ -82,9 +76,10 @@ async def test_a_full_disk_is_survived_and_caught_up(small_disk: Path, tmp_path:
     assert _csv_rows(out) == list(range(1, COUNT * 3 + 1))
 
 
+@pytest.mark.slow  # Aim's backoff, and reading the repo back in a child process
 async def test_an_aim_repo_in_the_way_is_retried_and_caught_up(tmp_path: Path, address: str) -> None:
     """A file where Aim's repo goes: Aim retries with backoff, JSON and acks go on, Aim catches up after."""
-    from tests.sink_sweeps import read_aim
+    from tests.readers import read_aim
 
     out = tmp_path / "out"
     blocker = out / EXPERIMENT / ".aim"
@@ -95,10 +90,10 @@ async def test_an_aim_repo_in_the_way_is_retried_and_caught_up(tmp_path: Path, a
         submit_results(sender, COUNT)
         aim = next(w for w in collector.fanout.workers if w.name == "aim")
         assert await asyncio.to_thread(sender.flush, 60)  # Aim is not durable: acks do not wait
-        await _wait(lambda: aim.stats.errors >= 2, 30)
+        await wait_until(lambda: aim.stats.errors >= 2, 30, "Aim to fail twice")
         assert written(out) == list(range(1, COUNT + 1)) and aim.stats.events == 0
         blocker.unlink()
-        await _wait(lambda: aim.stats.events == COUNT + 1, 60)
+        await wait_until(lambda: aim.stats.events == COUNT + 1, 60, "Aim to catch up")
         sender.close()
     [run] = read_aim(out / EXPERIMENT)
     assert run["metrics"]["ray/tune/i|{}"]["steps"] == list(range(1, COUNT + 1))

@@ -17,10 +17,11 @@ from ray import tune
 
 from pipeline import BusCallback
 from pipeline.collector.quarantine import read_quarantine
-from pipeline.entry.demo import free_address, start_collector
+from pipeline.testing import free_address, start_collector, wait_for
 from pipeline.wire.codec import encode_event, frame_events
-from tests.conftest import wait_for
 from tests.trainables import until_told
+
+pytestmark = pytest.mark.slow  # a collector child process fed generated frames for ~20 s
 
 EXAMPLES, FRAMES_PER_EXAMPLE, VARIANTS = 60, 20, 10  # 12,000 frames
 EVIL_NAMES = ["..", ".", "", "/etc", "a/b", "a\\b", "a\x00b", "x" * 300, "../../escape", "ok"]

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
-import zmq
 
 from pipeline.collector.metrics import MetricsExporter
+from pipeline.testing import dealer, result_event, running_collector, start_event, wait_until
 from pipeline.wire.codec import frame_events
-from tests.busharness import result_event, running_collector, start_event
 
 pytest.importorskip("prometheus_client")
 
@@ -33,23 +30,12 @@ async def test_a_scrape_shows_received_written_queued_and_quarantined(tmp_path: 
                                  metrics_port=0) as collector:
         exporter = next(s for s in collector.services if isinstance(s, MetricsExporter))
         await asyncio.wait_for(exporter.ready.wait(), 10)
-        ctx: zmq.Context[Any] = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTING_ID, b"p1")
-        sock.connect(address)
-        try:
+        with dealer(address, "p1") as sock:
             sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1),
                                              result_event("p1", 2)]))
             sock.send(b"\xc1")
-            deadline = time.monotonic() + 20
-            while (collector.snapshot()["sinks"]["csv"]["events"] < 3
-                   or collector.snapshot()["quarantined"] < 1):
-                assert time.monotonic() < deadline, "timed out waiting for the writes"
-                await asyncio.sleep(0.02)
-        finally:
-            sock.close()
-            ctx.term()
+            await wait_until(lambda: collector.snapshot()["sinks"]["csv"]["events"] == 3
+                             and collector.snapshot()["quarantined"] == 1, 20, "the writes")
         samples = await asyncio.to_thread(_scrape, exporter.port)
     assert samples[("tunebus_events_received_total", (("producer", "p1"),))] == 3
     assert samples[("tunebus_producer_last_seq", (("producer", "p1"),))] == 2
@@ -69,7 +55,7 @@ async def test_the_metrics_server_stops_with_the_collector(tmp_path: Path, addre
         exporter = next(s for s in collector.services if isinstance(s, MetricsExporter))
         await asyncio.wait_for(exporter.ready.wait(), 10)
         assert ("tunebus_uptime_seconds", ()) in await asyncio.to_thread(_scrape, exporter.port)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Connection refused"):
         await asyncio.to_thread(_scrape, exporter.port)
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collector.out_lock import LOCK_FILE, OutLock, OutLocked
-from pipeline.entry.demo import free_address, start_collector
-from tests.conftest import wait_for
+from pipeline.testing import free_address, start_collector, wait_for
 
 
 def _holds(out: Path, pid: int, address: str) -> bool:

@@ -14,7 +14,7 @@ from ray import tune
 
 from pipeline.entry.ray_actor import find_collector_on_ray, head_node_id, stop_collector_on_ray
 from pipeline.ops.status_client import ask_status
-from tests.conftest import wait_for
+from pipeline.testing import wait_for
 
 TRIALS = 2
 ITERATIONS = 5

@@ -13,9 +13,8 @@ import pytest
 from ray import tune
 
 from pipeline import BusCallback
-from pipeline.entry.demo import start_collector
-from tests.conftest import wait_for
-from tests.sink_sweeps import read_tensorboard
+from pipeline.testing import start_collector, wait_for
+from tests.readers import read_tensorboard
 from tests.trainables import expected_row, until_told
 
 KILLS = 10

@@ -13,9 +13,8 @@ import zmq
 
 from pipeline.collector.refusals import Refusals
 from pipeline.ops.status_table import render_status
+from pipeline.testing import running_collector, wait_for
 from pipeline.wire.sockets import make_keys
-from tests.busharness import running_collector
-from tests.conftest import wait_for
 
 
 def test_each_client_and_reason_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:

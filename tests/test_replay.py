@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.entry.cli import main
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.testing import running_collector, submit_results, written
 from pipeline.wire.spool import read_spool
-from tests.busharness import running_collector, submit_results, written
 
 COUNT = 50
 

@@ -12,10 +12,9 @@ import pytest
 
 from pipeline.collector.runs import SHOWN_AFTER_END_S, RunBook
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.testing import running_collector, wait_for
 from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Event
-from tests.busharness import running_collector
-from tests.conftest import wait_for
 
 
 class Clock:

@@ -13,8 +13,8 @@ import pytest
 import zmq
 
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.testing import start_event
 from pipeline.wire.codec import decode_frame, encode_event
-from tests.busharness import start_event
 
 LONG_S = 60.0  # far longer than any wait below: only a wake-up can beat it
 

@@ -12,7 +12,8 @@ from pipeline.wire.events import Event
 from sinks import make_sink
 from sinks.aim import AimSink
 from sinks.base import TrialFiles, close_all, deliver
-from tests.sink_sweeps import Sweeps, read_aim, run_sweeps
+from tests.readers import read_aim
+from tests.sink_sweeps import Sweeps, run_sweeps
 
 VOLATILE = {"ray/tune/time_this_iter_s", "ray/tune/time_since_restore"}
 CONTEXT = '{"subset": "train"}'
@@ -33,6 +34,7 @@ def _write(sink: AimSink, events: list[Event]) -> None:
     close_all(sink, trials)
 
 
+@pytest.mark.slow  # read back with Aim's own CLI (reindex) in child processes: seconds each
 def test_one_run_per_trial_with_tunes_params_and_finite_scalars(tmp_path: Path) -> None:
     """trial_id, trial_log_dir and scrubbed hparams as params; finite scalars with step, epoch, context."""
     params = {"lr": np.float64(0.5), "arch": {"act": "relu"}, "shape": (1, 2)}
@@ -50,6 +52,7 @@ def test_one_run_per_trial_with_tunes_params_and_finite_scalars(tmp_path: Path) 
     assert loss == {"steps": [1, 2], "values": [1.0, 0.5], "epochs": [7, 7]}
 
 
+@pytest.mark.slow  # read back with Aim's own CLI (reindex) in child processes: seconds each
 def test_the_metrics_allow_list_tracks_only_the_named_keys(tmp_path: Path) -> None:
     """With metrics given, only those flattened keys are tracked; steps follow timesteps_total."""
     sink = AimSink(tmp_path, repo=tmp_path / "repo", metrics=("nested/a",))
@@ -60,6 +63,7 @@ def test_the_metrics_allow_list_tracks_only_the_named_keys(tmp_path: Path) -> No
     assert run["params"]["trial_log_dir"] == str(tmp_path / "exp" / "dir_t1")
 
 
+@pytest.mark.slow  # read back with Aim's own CLI (reindex) in child processes: seconds each
 def test_a_restarted_trial_reuses_its_run_across_collector_restarts(tmp_path: Path) -> None:
     """A second start, in the same sink or a new one over the same runs file, tracks into the same run."""
     runs_file = tmp_path / "aim-runs.json"
@@ -72,6 +76,7 @@ def test_a_restarted_trial_reuses_its_run_across_collector_restarts(tmp_path: Pa
     assert run["metrics"]["ray/tune/loss|{}"]["steps"] == [1, 2, 3]
 
 
+@pytest.mark.slow  # read back with Aim's own CLI (reindex) in child processes: seconds each
 def test_a_result_aim_refuses_is_left_out_and_the_sink_goes_on(tmp_path: Path) -> None:
     """A context Aim cannot take loses that result only; the sink never raises."""
     _write(AimSink(tmp_path), [_event("trial_start", 0, {}), _event("result", 1, _result(1, context=3)),

@@ -14,7 +14,8 @@ from pipeline.wire.events import Event
 from sinks import make_sink
 from sinks.base import TrialFiles, close_all, deliver
 from sinks.tensorboard import TensorBoardSink, record
-from tests.sink_sweeps import Sweeps, read_tensorboard, run_sweeps, trial_dirs
+from tests.readers import read_tensorboard
+from tests.sink_sweeps import Sweeps, run_sweeps, trial_dirs
 
 VOLATILE = {"ray/tune/time_this_iter_s", "ray/tune/time_since_restore"}
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +14,26 @@ import zmq
 from pipeline.collector.assembly import CollectorConfig, build_collector
 from pipeline.collector.status import StatusServer
 from pipeline.collector.throughput import RateWindow, ThroughputLog, summary_line
-from pipeline.entry.demo import free_address
 from pipeline.ops.status_client import ask_status
 from pipeline.ops.status_table import render_status
+from pipeline.testing import (
+    EXPERIMENT,
+    TRIAL_DIR,
+    dealer,
+    free_address,
+    result_event,
+    run_cli,
+    running_collector,
+    start_collector,
+    start_event,
+    wait_for,
+    wait_until,
+)
 from pipeline.wire.codec import frame_events
-from tests.busharness import EXPERIMENT, TRIAL_DIR, result_event, running_collector, start_event
 
 
 def _status_server(collector: Any) -> StatusServer:
     return next(s for s in collector.services if isinstance(s, StatusServer))
-
-
-async def _until(predicate: Any, what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def _producer(address: str, name: str) -> tuple[zmq.Context[Any], zmq.Socket[Any]]:
-    ctx: zmq.Context[Any] = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.ROUTING_ID, name.encode())
-    sock.connect(address)
-    return ctx, sock
 
 
 async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Path, address: str) -> None:
@@ -52,19 +43,16 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
                                  status_bind=status_bind) as collector:
         server = _status_server(collector)
         await asyncio.wait_for(server.ready.wait(), 10)
-        ctx, sock = _producer(address, "p1")
-        try:
+        with dealer(address, "p1") as sock:
             sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
             # seqs 2..4 were dropped by the producer's full policy: its base moves past them.
             sock.send(frame_events("p1", 5, [result_event("p1", 5), result_event("p1", 6)]))
             sock.send(b"\x00 not msgpack")
-            await _until(lambda: collector.snapshot()["sinks"]["csv"]["lag"] == 0
-                         and collector.snapshot()["events"] == 4
-                         and collector.snapshot()["quarantined"] == 1
-                         and collector.snapshot()["producers"]["p1"]["lag"] == 0, "all frames handled")
-        finally:
-            sock.close()
-            ctx.term()
+            await wait_until(lambda: collector.snapshot()["sinks"]["csv"]["lag"] == 0
+                             and collector.snapshot()["events"] == 4
+                             and collector.snapshot()["quarantined"] == 1
+                             and collector.snapshot()["producers"]["p1"]["lag"] == 0, 20,
+                             "all frames handled")
         answer = await asyncio.to_thread(ask_status, server.address, 10.0)
     assert answer["bus"] == collector.address
     assert answer["producers"]["p1"] == {"events": 4, "last_seq": 6, "acked": 6, "dropped": 3, "lag": 0,
@@ -94,10 +82,8 @@ async def test_a_busy_status_address_stops_the_collector_with_one_line(tmp_path:
                                                     status_bind=status_bind))
         with pytest.raises(OSError, match=f"cannot bind the status socket {status_bind}"):
             await asyncio.wait_for(collector.run(asyncio.Event()), 30)
-        done = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", free_address(),
-                             "--out", str(tmp_path / "cli"), "--status-bind", status_bind],
-            capture_output=True, text=True, timeout=60)
+        done = await asyncio.to_thread(run_cli, "collect", "--bind", free_address(),
+                                       "--out", str(tmp_path / "cli"), "--status-bind", status_bind)
     finally:
         squatter.close()
         ctx.term()
@@ -113,17 +99,15 @@ async def test_the_throughput_log_says_rates_and_lags_and_nothing_while_idle(
     async with running_collector(tmp_path, address, sinks=("json", "csv"), status_bind="",
                                  log_interval_s=0.05) as collector:
         ticker = next(s for s in collector.services if isinstance(s, ThroughputLog))
-        await _until(lambda: ticker.ticks >= 3, "idle intervals")
+        await wait_until(lambda: ticker.ticks >= 3, 20, "idle intervals")
         assert not [r for r in caplog.records if r.message.startswith("throughput:")]
-        ctx, sock = _producer(address, "p1")
-        sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
-        await _until(lambda: any(r.message.startswith("throughput:") for r in caplog.records),
-                     "a throughput line")
-        sock.close()
-        ctx.term()
+        with dealer(address, "p1") as sock:
+            sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
+            await wait_until(lambda: any(r.message.startswith("throughput:") for r in caplog.records), 20,
+                             "a throughput line")
         lines = [r.message for r in caplog.records if r.message.startswith("throughput:")]
         ticks = ticker.ticks
-        await _until(lambda: ticker.ticks >= ticks + 3, "idle intervals after the events")
+        await wait_until(lambda: ticker.ticks >= ticks + 3, 20, "idle intervals after the events")
     after = [r.message for r in caplog.records if r.message.startswith("throughput:")]
     assert len(after) <= len(lines) + 1  # at most the interval that saw the last writes
     assert "json " in lines[0] and "csv " in lines[0] and "lag: sink" in lines[0]
@@ -148,23 +132,16 @@ def test_summary_line_names_the_worst_sink_lag() -> None:
     assert "sink 7 events (aim)" in line and "producer 4 unacked" in line and "dropped 2" in line
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.entry.cli", *args], capture_output=True,
-                          text=True, timeout=60, check=False)
-
-
+@pytest.mark.slow  # a collector child process and three CLI processes
 def test_status_command_prints_a_table_and_json(tmp_path: Path, address: str) -> None:
     """tunebus status against a collector process: the table names the sinks, --json parses."""
-    from pipeline.entry.demo import start_collector
-    from tests.conftest import wait_for
-
     status_bind = free_address()
     proc = start_collector(address, tmp_path, "--sinks", "json,csv", "--status-bind", status_bind)
     try:
-        wait_for(lambda: _cli("status", status_bind, "--timeout-s", "1").returncode == 0, 30,
+        wait_for(lambda: run_cli("status", status_bind, "--timeout-s", "1").returncode == 0, 30,
                  "the collector's status socket")
-        table = _cli("status", status_bind).stdout
-        answer = json.loads(_cli("status", status_bind, "--json").stdout)
+        table = run_cli("status", status_bind).stdout
+        answer = json.loads(run_cli("status", status_bind, "--json").stdout)
     finally:
         proc.terminate()
         assert proc.wait(timeout=60) == 0
@@ -175,7 +152,7 @@ def test_status_command_prints_a_table_and_json(tmp_path: Path, address: str) ->
 def test_status_without_a_collector_is_one_line_and_exit_1() -> None:
     """Nobody answering: one error line naming the address and the timeout, exit status 1."""
     nobody = free_address()
-    done = _cli("status", nobody, "--timeout-s", "0.2")
+    done = run_cli("status", nobody, "--timeout-s", "0.2")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"tunebus status: error: no answer from {nobody} within 0.2s"]
 

@@ -57,7 +57,7 @@ def _fit(storage: Path, name: str, address: str, config: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module")
 def runs(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One run that completes and one whose rank 1 fails, through one collector."""
-    from pipeline.entry.demo import free_address, start_collector
+    from pipeline.testing import free_address, start_collector
 
     out = tmp_path_factory.mktemp("train")
     address = free_address()

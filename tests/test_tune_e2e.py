@@ -80,7 +80,7 @@ def _csv_rows(trial_dir: Path) -> list[dict[str, str]]:
 def sweeps(ray_session: None, tmp_path_factory: pytest.TempPathFactory,
            ) -> tuple[Path, Path, tune.ResultGrid]:
     """The same sweep twice: once with Tune's loggers, once through tunebus."""
-    from pipeline.entry.demo import free_address, start_collector
+    from pipeline.testing import free_address, start_collector
 
     base = tmp_path_factory.mktemp("sweeps")
     tune_grid = _run(base / "tune", "exp", [JsonLoggerCallback(), CSVLoggerCallback()])

@@ -14,8 +14,8 @@ from pipeline.producer.bus_target import ENV_ADDRESS, BusTarget, lookup_target
 from pipeline.producer.sender import FullPolicy, SenderConfig
 from pipeline.producer.worker_context import WorkerHead
 from pipeline.producer.worker_log import WorkerLog
+from pipeline.testing import running_collector
 from pipeline.wire.sockets import CurveKeys
-from tests.busharness import running_collector
 
 HEAD = WorkerHead("exp", "t1", "dir_t1", rank=1, world_size=2)
 

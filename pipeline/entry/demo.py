@@ -5,29 +5,13 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["free_address", "run_demo", "start_collector"]
+from pipeline.testing import free_address, start_collector
 
-
-def free_address() -> str:
-    """A loopback TCP address nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def start_collector(address: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """``tunebus collect`` in a child process (with no status socket unless ``extra`` asks for one)."""
-    status = () if "--status-bind" in extra else ("--status-bind", "")
-    cmd = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", address,
-           "--out", str(out), *status, *extra]
-    return subprocess.Popen(cmd)
+__all__ = ["run_demo"]
 
 
 def _trainable(config: dict[str, Any]) -> None:

@@ -1,0 +1,231 @@
+"""Test helpers for tunebus and the sinks written for it: collectors, addresses, fakes, events, waits.
+
+Public and stable like the rest of ``pipeline`` (as ``structlog.testing`` or
+OpenTelemetry's ``InMemorySpanExporter``): the project's own tests and benchmarks
+use these, and so can a third-party sink's tests. Nothing here imports Ray or Tune.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import zmq
+import zmq.asyncio
+
+from pipeline.wire.codec import encode_event
+from pipeline.wire.events import Event
+from sinks.base import Sink, TrialRef
+
+if TYPE_CHECKING:
+    from pipeline.collector.receiver import Collector
+    from pipeline.producer.sender import Sender
+
+__all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "FailingSink", "GatedSink", "RecordingSink", "dealer",
+           "free_address", "result_event", "result_events", "run_cli", "running_collector",
+           "start_collector", "start_event", "submit_results", "wait_for", "wait_until", "written"]
+
+EXPERIMENT = "exp"
+TRIAL = "t1"
+TRIAL_DIR = "t1_dir"
+POLL_INTERVAL_S = 0.02
+COLLECTOR_START_TIMEOUT_S = 10.0
+COLLECTOR_STOP_TIMEOUT_S = 30.0
+
+
+def free_address() -> str:
+    """A loopback TCP address nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+# -- collectors ---------------------------------------------------------------------------------
+
+@asynccontextmanager
+async def running_collector(out: Path, address: str, **options: Any) -> AsyncIterator[Collector]:
+    """A collector served in-process on ``address`` for the block, stopped (drained) when it ends.
+
+    ``options`` are ``CollectorConfig`` fields; the status socket is off unless
+    ``status_bind`` is given (the default address would be shared by every test).
+    """
+    from pipeline.collector.assembly import CollectorConfig, build_collector
+
+    options.setdefault("status_bind", "")
+    collector = build_collector(CollectorConfig(out=out, bind=address, **options))
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    await asyncio.wait_for(collector.ready.wait(), COLLECTOR_START_TIMEOUT_S)
+    try:
+        yield collector
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, COLLECTOR_STOP_TIMEOUT_S)
+
+
+def start_collector(address: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``tunebus collect --bind address --out out *extra`` in a child process.
+
+    With no status socket unless ``extra`` asks for one: the default port is one per machine.
+    """
+    status = () if "--status-bind" in extra else ("--status-bind", "")
+    cmd = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", address,
+           "--out", str(out), *status, *extra]
+    return subprocess.Popen(cmd)
+
+
+def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``tunebus *args`` in a child process, its output captured as text."""
+    return subprocess.run([sys.executable, "-m", "pipeline.entry.cli", *args], capture_output=True,
+                          text=True, timeout=timeout_s, check=False)
+
+
+@contextmanager
+def dealer(address: str, identity: str, *, asynchronous: bool = False,
+           linger_ms: int = 0) -> Iterator[zmq.Socket[Any]]:
+    """A raw producer socket (DEALER named ``identity``) connected to ``address``, closed after."""
+    ctx: zmq.Context[Any] = zmq.asyncio.Context() if asynchronous else zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, linger_ms)
+    sock.setsockopt(zmq.ROUTING_ID, identity.encode())
+    sock.connect(address)
+    try:
+        yield sock
+    finally:
+        sock.close(linger=linger_ms)
+        ctx.term()
+
+
+# -- waiting on conditions ----------------------------------------------------------------------
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` until true; TimeoutError naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+async def wait_until(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    """``wait_for`` on the event loop: polls without blocking it."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+# -- events -------------------------------------------------------------------------------------
+
+def start_event(producer: str, seq: int = 0) -> bytes:
+    """An encoded ``trial_start`` of the test trial, with a config and a pickled params blob."""
+    return encode_event("trial_start", producer, seq, time.time(), EXPERIMENT, TRIAL, TRIAL_DIR,
+                        {"config": {"lr": 0.1}, "params_pkl": b"\x80\x04N."})
+
+
+def result_event(producer: str, seq: int) -> bytes:
+    """An encoded ``result`` of the test trial whose ``i`` and iteration are ``seq``."""
+    return encode_event("result", producer, seq, time.time(), EXPERIMENT, TRIAL, TRIAL_DIR,
+                        {"i": seq, "training_iteration": seq})
+
+
+def result_events(count: int, producer: str = "p", first: int = 0) -> list[Event]:
+    """``count`` decoded results of the test trial, seqs (and ``i``) from ``first`` on."""
+    return [Event("result", producer, seq, 1.5, EXPERIMENT, TRIAL, TRIAL_DIR, {"i": seq})
+            for seq in range(first, first + count)]
+
+
+def submit_results(sender: Sender, count: int) -> None:
+    """A trial start (seq 0) and ``count`` results (seq 1..count) handed to ``sender``."""
+    sender.submit(0, start_event(sender.producer))
+    for seq in range(1, count + 1):
+        sender.submit(seq, result_event(sender.producer, seq))
+
+
+def written(out: Path) -> list[int]:
+    """The ``i`` of every row in the test trial's result.json under ``out``, in file order."""
+    path = out / EXPERIMENT / TRIAL_DIR / "result.json"
+    if not path.exists():
+        return []
+    return [json.loads(line)["i"] for line in path.read_text().splitlines()]
+
+
+# -- sinks that record --------------------------------------------------------------------------
+
+class RecordingSink:
+    """A sink keeping every call and every result in memory, in order."""
+
+    def __init__(self, name: str = "recording", durable: bool = True) -> None:
+        self.name, self.durable = name, durable
+        self.calls: list[tuple[str, Any]] = []
+        self.results: list[dict[str, Any]] = []
+
+    def values(self, key: str = "i") -> list[Any]:
+        """``key`` of every result written so far."""
+        return [r[key] for r in self.results]
+
+    def open_trial(self, trial: TrialRef, start: Event | None) -> None:
+        self.calls.append(("open", trial.key))
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        self.calls.append(("write", len(results)))
+        self.results.extend(results)
+
+    def close_trial(self, trial: TrialRef, end: Event | None) -> None:
+        self.calls.append(("close", trial.key))
+
+    def flush(self) -> None:
+        self.calls.append(("flush", None))
+
+    def close(self) -> None:
+        self.calls.append(("closed", None))
+
+
+class FailingSink(RecordingSink):
+    """Raises ``error`` on its first ``failures`` writes, then records like ``RecordingSink``."""
+
+    def __init__(self, failures: int, error: Exception | None = None, name: str = "failing") -> None:
+        super().__init__(name)
+        self.failures = failures
+        self.error = error if error is not None else OSError("disk says no")
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise self.error
+        super().write_results(trial, results)
+
+
+class GatedSink:
+    """Forwards to ``to``, but each write waits until ``gate`` is set: a sink as slow as a test wants."""
+
+    def __init__(self, to: Sink, gate: threading.Event, timeout_s: float = 60.0) -> None:
+        self.to, self.gate, self.timeout_s = to, gate, timeout_s
+        self.name, self.durable = to.name, to.durable
+
+    def open_trial(self, trial: TrialRef, start: Event | None) -> None:
+        self.to.open_trial(trial, start)
+
+    def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        if not self.gate.wait(self.timeout_s):
+            raise TimeoutError(f"the gate stayed shut for {self.timeout_s:g}s")
+        self.to.write_results(trial, results)
+
+    def close_trial(self, trial: TrialRef, end: Event | None) -> None:
+        self.to.close_trial(trial, end)
+
+    def flush(self) -> None:
+        self.to.flush()
+
+    def close(self) -> None:
+        self.to.close()
