@@ -142,10 +142,13 @@ def test_keeping_tunes_loggers_by_flag_is_refused_with_what_to_do() -> None:
         BusCallback("tcp://127.0.0.1:1", disable_builtin_loggers=False)
 
 
-@pytest.mark.parametrize("bad", [{"address": "localhost:5555"}, {"end_timeout_s": -1},
-                                 {"curve_secret_key": "only-one.key_secret"}])
-def test_bad_arguments_are_refused_with_the_value(bad: dict[str, Any]) -> None:
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"address": "localhost:5555"}, "address must start with one of .*, got 'localhost:5555'"),
+    ({"end_timeout_s": -1}, "end_timeout_s must be >= 0, got -1"),
+    ({"curve_secret_key": "only-one.key_secret"}, "CurveZMQ needs both curve_secret_key and curve_server_"),
+])
+def test_bad_arguments_are_refused_with_the_value(bad: dict[str, Any], message: str) -> None:
     """A bad address, timeout or half a CurveZMQ pair is a ValueError naming what is wrong."""
     args = {"address": "tcp://127.0.0.1:5555", **bad}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         BusCallback(args.pop("address"), **args)

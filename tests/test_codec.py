@@ -13,6 +13,7 @@ import pytest
 from pipeline.wire.codec import (
     Fallback,
     decode_control,
+    decode_event,
     decode_frame,
     encode_control,
     encode_event,
@@ -147,18 +148,20 @@ def test_malformed_frames_become_faults(frame: bytes, fault: str) -> None:
     assert [f.fault for f in decoded.faults] == [fault]
 
 
-def test_object_dtype_is_refused_on_the_wire() -> None:
-    """An array of Python objects would need pickle; the decoder refuses its dtype."""
-    with pytest.raises(SchemaError):
-        from pipeline.wire.codec import _wire_dtype
-
-        _wire_dtype("|O")
+@pytest.mark.parametrize("ext", [msgpack.ExtType(1, msgpack.packb(["|O", [1], b"x" * 8])),
+                                 msgpack.ExtType(2, msgpack.packb(["|O", b"x" * 8]))],
+                         ids=["array", "scalar"])
+def test_object_dtype_is_refused_on_the_wire(ext: msgpack.ExtType) -> None:
+    """An array or scalar of Python objects would need pickle; the decoder refuses its dtype."""
+    event = msgpack.packb([1, "result", "p", 1, 0.0, "e", "t", "d", {"x": ext}])
+    with pytest.raises(SchemaError, match=r"bad-array: dtype '\|O' may not travel"):
+        decode_event(event)
 
 
 def test_control_messages_round_trip() -> None:
     """ack and nack decode to their kind and sequence number."""
     assert decode_control(encode_control("ack", 41)) == ("ack", [41])
-    with pytest.raises(SchemaError):
+    with pytest.raises(SchemaError, match="bad-msgpack"):
         decode_control(b"\x93")
 
 

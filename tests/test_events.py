@@ -16,5 +16,6 @@ def test_ordinary_tune_names_pass(name: str) -> None:
 @pytest.mark.parametrize("name", ["", ".", "..", "a/b", "/abs", "a\\b", "a\x00b", "x" * 256, 5, None])
 def test_names_that_could_leave_out_are_refused(name: object) -> None:
     """Empty, dot, separators, NUL, overlong or non-string names raise SchemaError."""
-    with pytest.raises(SchemaError):
+    with pytest.raises(SchemaError, match=r"^bad-(name|type): trial_dir (is empty|.* is not a safe directory "
+                                          r"name|must be a string, got (int|NoneType))$"):
         check_name("trial_dir", name)
