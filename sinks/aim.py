@@ -96,7 +96,7 @@ class AimSink:
                 step = int(result.get("timesteps_total") or result["training_iteration"])
                 values = self._values(result)
                 if values:
-                    run.track(values, step=step, epoch=result.get("epoch"), context=result.get("context"))
+                    run.track(values, step=step, epoch=_epoch(result), context=result.get("context"))
             except REFUSED as exc:  # a value Aim refuses loses that result, not the sink
                 self._warn(type(exc).__name__, "aim refused a result of %s (%s); left out",
                            trial.trial_id, exc)
@@ -191,6 +191,12 @@ def _finite(value: Any) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an int past a float's range: Aim cannot store it either
         return False
+
+
+def _epoch(result: dict[str, Any]) -> int | None:
+    """The result's ``epoch`` when it is a whole number: Aim stores any other, then cannot read the run."""
+    epoch = result.get("epoch")
+    return int(epoch) if isinstance(epoch, (int, np.integer)) and not isinstance(epoch, bool) else None
 
 
 def _load(runs_file: Path | None) -> dict[str, str]:
