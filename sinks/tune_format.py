@@ -12,7 +12,7 @@ import orjson
 from pipeline.wire.events import Fallback
 
 __all__ = ["REMOVED_HPARAMS", "flatten", "json_line", "params_json", "scrub_hparams", "split_hparams",
-           "tune_tag", "without"]
+           "tune_tag"]
 
 _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -83,11 +83,6 @@ class _Shown(str):
 
     def __repr__(self) -> str:
         return str(self)
-
-
-def without(result: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
-    """A shallow copy of ``result`` without ``keys``."""
-    return {k: v for k, v in result.items() if k not in keys}
 
 
 def _float(value: float) -> Any:
