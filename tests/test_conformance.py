@@ -24,7 +24,7 @@ from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCall
 
 from pipeline import BusCallback
 from pipeline.testing import running_collector
-from tests.sink_sweeps import read_aim, read_tensorboard
+from tests.readers import read_aim, read_tensorboard
 
 EXPERIMENT = "exp"
 REMOVED = "Removed the following hyperparameter values when logging to"

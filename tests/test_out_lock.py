@@ -6,13 +6,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from pipeline.collector.out_lock import LOCK_FILE, OutLock, OutLocked
-from pipeline.testing import free_address, start_collector, wait_for
+from pipeline.testing import free_address, run_cli, start_collector, wait_for
 
 
 def _holds(out: Path, pid: int, address: str) -> bool:
@@ -26,9 +25,8 @@ def _holds(out: Path, pid: int, address: str) -> bool:
 
 
 def _collect(out: Path, address: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", address,
-                           "--out", str(out), "--status-bind", "", "--log-level", "WARNING"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return run_cli("collect", "--bind", address, "--out", str(out), "--status-bind", "",
+                   "--log-level", "WARNING")
 
 
 def test_a_second_lock_on_one_out_names_the_holder(tmp_path: Path) -> None:
@@ -41,6 +39,7 @@ def test_a_second_lock_on_one_out_names_the_holder(tmp_path: Path) -> None:
     OutLock(tmp_path / ".tunebus", "tcp://127.0.0.1:2").release()
 
 
+@pytest.mark.slow  # collector child processes
 def test_a_second_collector_on_one_out_exits_with_one_line(tmp_path: Path, address: str) -> None:
     """Two ``tunebus collect`` on one --out: the second exits 1 with one line naming pid and bind."""
     first = start_collector(address, tmp_path, "--status-bind", "")
@@ -56,6 +55,7 @@ def test_a_second_collector_on_one_out_exits_with_one_line(tmp_path: Path, addre
         f"(pid {first.pid}, bind {address}); one collector per --out"]
 
 
+@pytest.mark.slow  # collector child processes
 def test_a_killed_collector_does_not_block_a_restart(tmp_path: Path, address: str) -> None:
     """After kill -9 of the holder, a new collector on the same --out starts and stops cleanly."""
     killed = start_collector(address, tmp_path, "--status-bind", "")
@@ -70,6 +70,7 @@ def test_a_killed_collector_does_not_block_a_restart(tmp_path: Path, address: st
         assert again.wait(timeout=60) == 0
 
 
+@pytest.mark.slow  # collector child processes
 def test_a_start_on_a_busy_port_leaves_no_state_directory(tmp_path: Path) -> None:
     """A collector that cannot bind exits 1 and leaves no fresh --out or .tunebus behind."""
     with socket.socket() as busy:

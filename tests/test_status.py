@@ -70,6 +70,7 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
     assert "p1" in table and "quarantined frames 1" in table and "dropped events 3" in table
 
 
+@pytest.mark.slow  # and a collector child process that cannot start
 async def test_a_busy_status_address_stops_the_collector_with_one_line(tmp_path: Path, address: str) -> None:
     """Another process on the status address: the collector does not serve, and says which address."""
     status_bind = free_address()
