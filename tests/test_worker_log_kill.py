@@ -15,9 +15,8 @@ from ray import tune
 
 import pipeline
 from pipeline import BusCallback, SenderConfig
-from pipeline.entry.demo import start_collector
 from pipeline.producer.replay import replay
-from tests.conftest import wait_for
+from pipeline.testing import start_collector, wait_for
 
 pytestmark = pytest.mark.slow
 

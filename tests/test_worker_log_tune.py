@@ -62,7 +62,7 @@ def _fit(trainable: Any, storage: Path, name: str, address: str) -> tune.ResultG
 @pytest.fixture(scope="module")
 def sweeps(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A function sweep and a class sweep, through one collector; files read after fit() returns."""
-    from pipeline.entry.demo import free_address, start_collector
+    from pipeline.testing import free_address, start_collector
 
     out = tmp_path_factory.mktemp("tune_log")
     address = free_address()
