@@ -125,8 +125,16 @@ def _sinks(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             for name, x in r["sinks"].items()]
 
 
+def _filters(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    tb = r["tensorboard"]
+    return [(f"tensorboard sink with the {name} filter chain, results/s", f"{x['per_s']:,}",
+             f"without filters {tb['none']['per_s']:,} ({x['vs_none']}x); "
+             f"{x['filter_us_per_result']} us per result in the filters", "", "")
+            for name, x in tb.items() if name != "none"]
+
+
 BUILDERS = {"driver_cost": _driver, "throughput": _throughput, "latency": _latency, "isolation": _isolation,
-            "sweep": _sweep, "saturation": _saturation, "sinks": _sinks}
+            "sweep": _sweep, "saturation": _saturation, "sinks": _sinks, "filters": _filters}
 
 
 def rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str, str]]:

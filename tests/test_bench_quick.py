@@ -21,6 +21,7 @@ EXPECTED_KEYS = {
     "isolation": {"baseline", "with_slow_sink", "throughput_kept", "driver_median_ratio", "backlog"},
     "sweep": {"runs", "vs_no_loggers", "target"},
     "saturation": {"steps", "saturation_per_s", "lost_total"},
+    "filters": {"tensorboard", "chains"},
 }
 COMMON_KEYS = {"bench", "quick", "elapsed_s", "machine"}
 

@@ -117,7 +117,7 @@ def test_smooth_is_the_seeds_ema_with_warm_up_per_trial_and_key() -> None:
     assert [p.get("loss_smoothed_0.5") for p in mine] == [*expected[:3], None, expected[4]]
     assert [p["eval"]["loss_smoothed_0.5"] for p in mine if "loss_smoothed_0.5" in p] == \
         [-x for i, x in enumerate(expected) if i != 3]
-    assert list(mine[0]) == ["loss", "loss_smoothed_0.5", "eval", "acc", "training_iteration"]
+    assert list(mine[0]) == ["loss", "eval", "acc", "training_iteration", "loss_smoothed_0.5"]
     assert [e.payload["loss_smoothed_0.5"] for e in out if e.trial == "other"] == [100.0]
 
 

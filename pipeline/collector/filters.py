@@ -23,6 +23,7 @@ __all__ = [
     "KeepKeys",
     "KeepKinds",
     "LogGate",
+    "NameMatch",
     "NoneFilter",
     "PerTrial",
     "Stateful",
@@ -30,8 +31,12 @@ __all__ = [
     "apply_filters",
     "filter_states",
     "is_number",
+    "glob_match",
     "map_leaves",
+    "matching_leaves",
     "restore_filters",
+    "with_leaves",
+    "with_payload",
 ]
 
 Filter = Callable[[list[Event]], list[Event]]
@@ -43,6 +48,7 @@ EXPERIMENT_END = Kind.EXPERIMENT_END.value
 STEP_KEYS = ("timesteps_total", "training_iteration")
 """What the TensorBoard and Aim sinks take a result's step from."""
 MAX_CACHED_NAMES = 65_536
+MAX_CACHED_SHAPES = 4_096
 
 
 @runtime_checkable
@@ -80,10 +86,14 @@ def restore_filters(filters: Sequence[Filter], states: list[Any] | None) -> bool
     return True
 
 
+_NUMBER_TYPES = frozenset({int, float, np.float64, np.float32, np.int64, np.int32})
+
+
 def is_number(value: object) -> bool:
     """An int or float (Python or numpy), not a bool."""
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)))
+    kind = type(value)
+    return kind in _NUMBER_TYPES or (
+        kind is not bool and isinstance(value, (int, float, np.integer, np.floating)))
 
 
 def _is_nan(value: object) -> bool:
@@ -122,6 +132,95 @@ def _join(prefix: str, key: Any) -> str:
     return f"{prefix}/{key}" if prefix else (key if type(key) is str else str(key))
 
 
+class NameMatch:
+    """A test of flat result names (a glob, a regex), each name's answer cached.
+
+    ``plans`` is where the filter using it caches what it does with a dict of a given
+    shape (its prefix, keys and value types): results of one trial mostly share shapes.
+    """
+
+    def __init__(self, test: Callable[[str], object], text: str) -> None:
+        self.test = test
+        self.text = text
+        self.cache: dict[str, bool] = {}
+        self.plans: dict[tuple[Any, ...], Any] = {}
+
+    def __call__(self, name: str) -> bool:
+        hit = self.cache.get(name)
+        if hit is None:
+            if len(self.cache) >= MAX_CACHED_NAMES:
+                self.cache.clear()
+            hit = self.cache[name] = self.test(name) is not None
+        return hit
+
+    def plan(self, tree: dict[Any, Any], prefix: str, make: Callable[[dict[Any, Any], str], Any]) -> Any:
+        """``make(tree, prefix)``, made once per shape of ``tree``."""
+        shape = (prefix, *tree, *map(type, tree.values()))  # keys, then their values' types
+        plan = self.plans.get(shape)
+        if plan is None:
+            if len(self.plans) >= MAX_CACHED_SHAPES:
+                self.plans.clear()
+            plan = self.plans[shape] = make(tree, prefix)
+        return plan
+
+
+def glob_match(what: str, patterns: Iterable[str]) -> NameMatch:
+    """Flat names matching any of the glob ``patterns``; a ValueError that quotes them if there are none."""
+    listed = [patterns] if isinstance(patterns, str) else list(patterns)
+    if not listed or not all(isinstance(p, str) and p for p in listed):
+        raise ValueError(f"{what} needs non-empty glob patterns, got {patterns!r}")
+    return NameMatch(re.compile("|".join(fnmatch.translate(p) for p in listed)).match, ",".join(listed))
+
+
+Leaf = tuple[tuple[Any, ...], Any, str, Any]
+"""Where a leaf is: the keys of the dicts above it, its key, its flat name, its value."""
+
+
+def matching_leaves(tree: dict[Any, Any], match: NameMatch, prefix: str = "",
+                    path: tuple[Any, ...] = ()) -> list[Leaf]:
+    """The leaves of ``tree`` whose flat name ``match`` accepts, in order."""
+    found: list[Leaf] = []
+    for key, name, is_dict in match.plan(tree, prefix, _leaves_plan(match)):
+        if is_dict:
+            found += matching_leaves(tree[key], match, name, (*path, key))
+        else:
+            found.append((path, key, name, tree[key]))
+    return found
+
+
+def _leaves_plan(match: NameMatch) -> Callable[[dict[Any, Any], str], list[tuple[Any, str, bool]]]:
+    def make(tree: dict[Any, Any], prefix: str) -> list[tuple[Any, str, bool]]:
+        """(key, flat name, is a dict) of each sub-dict and each matching leaf."""
+        plan = []
+        for key, value in tree.items():
+            name = _join(prefix, key)
+            if isinstance(value, dict) or match(name):
+                plan.append((key, name, isinstance(value, dict)))
+        return plan
+    return make
+
+
+def with_leaves(tree: dict[Any, Any], added: dict[tuple[Any, ...], dict[Any, Any]]) -> dict[Any, Any]:
+    """A copy of ``tree`` with ``added[path]``'s items set in (appended to) the dict at ``path``.
+
+    Only the dicts on those paths are copied; the rest is shared with ``tree``.
+    """
+    top = dict(tree)
+    copied: dict[tuple[Any, ...], dict[Any, Any]] = {(): top}
+    for path, items in added.items():
+        _copied(top, path, copied).update(items)
+    return top
+
+
+def _copied(top: dict[Any, Any], path: tuple[Any, ...], copied: dict[tuple[Any, ...], dict[Any, Any]]
+            ) -> dict[Any, Any]:
+    node = copied.get(path)
+    if node is None:
+        parent = _copied(top, path[:-1], copied)
+        node = copied[path] = parent[path[-1]] = dict(parent[path[-1]])
+    return node
+
+
 def map_leaves(tree: dict[Any, Any], fn: Callable[[Any, str, Any], Iterable[tuple[Any, Any]]],
                prefix: str = "") -> dict[Any, Any]:
     """``tree`` rebuilt with each leaf replaced by the items ``fn(key, flat name, value)`` gives.
@@ -140,23 +239,7 @@ def map_leaves(tree: dict[Any, Any], fn: Callable[[Any, str, Any], Iterable[tupl
     return out
 
 
-class _Patterns:
-    """Glob patterns on flat names, a name's answer cached."""
-
-    def __init__(self, what: str, patterns: Iterable[str]) -> None:
-        self.patterns = tuple([patterns] if isinstance(patterns, str) else patterns)
-        if not self.patterns or not all(isinstance(p, str) and p for p in self.patterns):
-            raise ValueError(f"{what} needs non-empty glob patterns, got {patterns!r}")
-        self._match = re.compile("|".join(fnmatch.translate(p) for p in self.patterns)).match
-        self._cache: dict[str, bool] = {}
-
-    def __call__(self, name: str) -> bool:
-        hit = self._cache.get(name)
-        if hit is None:
-            if len(self._cache) >= MAX_CACHED_NAMES:
-                self._cache.clear()
-            hit = self._cache[name] = self._match(name) is not None
-        return hit
+KEEP, SELECT = object(), object()
 
 
 class _KeySelection:
@@ -165,11 +248,11 @@ class _KeySelection:
     verb = ""
 
     def __init__(self, patterns: Iterable[str]) -> None:
-        self.matches = _Patterns(self.verb, patterns)
+        self.matches = glob_match(self.verb, patterns)
         self.keeps_matches = self.verb == "keep"
 
     def __str__(self) -> str:
-        return f"{self.verb}={','.join(self.matches.patterns)}"
+        return f"{self.verb}={self.matches.text}"
 
     def __call__(self, events: list[Event]) -> list[Event]:
         return [self._select(e) if e.kind in RESULT_KINDS else e for e in events]
@@ -184,18 +267,28 @@ class _KeySelection:
 
     def _tree(self, tree: dict[Any, Any], prefix: str) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
+        for key, name, action in self.matches.plan(tree, prefix, self._plan):
+            if action is KEEP:
+                out[key] = tree[key]
+            else:
+                sub = self._tree(tree[key], name)
+                if sub:
+                    out[key] = sub
+        return out
+
+    def _plan(self, tree: dict[Any, Any], prefix: str) -> list[tuple[Any, str, object]]:
+        """(key, flat name, KEEP or SELECT) of what goes on from a dict of this shape."""
+        plan: list[tuple[Any, str, object]] = []
         for key, value in tree.items():
             name = _join(prefix, key)
             if self.matches(name):
                 if self.keeps_matches:
-                    out[key] = value
+                    plan.append((key, name, KEEP))
             elif isinstance(value, dict) and value:
-                sub = self._tree(value, name)
-                if sub:
-                    out[key] = sub
+                plan.append((key, name, SELECT))
             elif not self.keeps_matches:
-                out[key] = value
-        return out
+                plan.append((key, name, KEEP))
+        return plan
 
 
 class KeepKeys(_KeySelection):
@@ -220,7 +313,25 @@ class NoneFilter:
         return [self._clean(e) if e.kind in RESULT_KINDS else e for e in events]
 
     def _clean(self, event: Event) -> Event:
+        if not _has_none(event.payload):
+            return event
         return with_payload(event, event.payload, map_leaves(event.payload, _unless_none))
+
+
+def _has_none(tree: dict[Any, Any]) -> bool:
+    for value in tree.values():
+        if value is None:
+            return True
+        kind = type(value)
+        if kind is float:
+            if value != value:
+                return True
+        elif kind is dict:
+            if _has_none(value):
+                return True
+        elif isinstance(value, np.floating) and math.isnan(value):
+            return True
+    return False
 
 
 def _unless_none(key: Any, name: str, value: Any) -> list[tuple[Any, Any]]:

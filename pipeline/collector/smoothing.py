@@ -9,11 +9,21 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.collector.filters import STEP_KEYS, PerTrial, StepKept, is_number, map_leaves, with_payload
+from pipeline.collector.filters import (
+    STEP_KEYS,
+    NameMatch,
+    PerTrial,
+    StepKept,
+    is_number,
+    map_leaves,
+    matching_leaves,
+    with_leaves,
+    with_payload,
+)
 from pipeline.wire.codec import decode_event, encode_stored
 from pipeline.wire.events import Event
 
-__all__ = ["Aggregate", "Smooth", "compile_regex"]
+__all__ = ["Aggregate", "Smooth", "compile_regex", "regex_match"]
 
 WARM_UP = 0.9
 """How fast the smoothing coefficient anneals from 0 to the one asked for (the seed's warm-up)."""
@@ -30,52 +40,47 @@ def compile_regex(what: str, pattern: object) -> re.Pattern[str]:
         raise ValueError(f"{what}: bad regular expression {pattern!r}: {exc}") from None
 
 
-class _Matches:
-    """``re.search`` of one regex on flat names, each name's answer cached."""
-
-    def __init__(self, what: str, pattern: object) -> None:
-        self.regex = compile_regex(what, pattern)
-        self._cache: dict[str, bool] = {}
-
-    def __call__(self, name: str) -> bool:
-        hit = self._cache.get(name)
-        if hit is None:
-            hit = self._cache[name] = self.regex.search(name) is not None
-        return hit
+def regex_match(what: str, pattern: object) -> NameMatch:
+    """Flat names in which ``pattern`` is found (``re.search``, as the seed)."""
+    regex = compile_regex(what, pattern)
+    return NameMatch(regex.search, regex.pattern)
 
 
 class Smooth(PerTrial):
     """The seed's ``SmoothingFilter``: an EMA of each finite number whose flat name matches.
 
     Per (trial, key), with ``c`` starting at 0: ``smoothed = value * (1 - c) + smoothed * c``,
-    then ``c = c * 0.9 + coeff * 0.1``. Written right after the raw value as
-    ``<key>_smoothed_<coeff>``. A NaN or infinite value is not smoothed and leaves the EMA as is.
+    then ``c = c * 0.9 + coeff * 0.1``. Written beside the raw value (at the end of its dict,
+    as the seed adds it) as ``<key>_smoothed_<coeff>``. A NaN or infinite value is not
+    smoothed and leaves the EMA as it was.
     """
 
     def __init__(self, pattern: object, coeff: float = 0.9) -> None:
         super().__init__()
-        self.matches = _Matches("smooth", pattern)
+        self.matches = regex_match("smooth", pattern)
         if not (is_number(coeff) and 0 <= coeff < 1):
             raise ValueError(f"smooth coeff must be a number from 0 up to (not including) 1, got {coeff!r}")
         self.coeff = float(coeff)
         self.suffix = f"_smoothed_{self.coeff}"
 
     def __str__(self) -> str:
-        return f"smooth={self.matches.regex.pattern} coeff={self.coeff}"
+        return f"smooth={self.matches.text} coeff={self.coeff}"
 
     def result(self, trial: str, event: Event) -> list[Event]:
-        emas: dict[str, list[float]] = self.trials.setdefault(trial, {})
-
-        def smooth(key: Any, name: str, value: Any) -> list[tuple[Any, Any]]:
-            if not (is_number(value) and self.matches(name) and math.isfinite(value)):
-                return [(key, value)]
+        added: dict[tuple[Any, ...], dict[Any, float]] = {}
+        for path, key, name, value in matching_leaves(event.payload, self.matches):
+            number = _finite(value)
+            if number is None:
+                continue
+            emas: dict[str, list[float]] = self.trials.setdefault(trial, {})
             smoothed_name = name + self.suffix
             previous, c = emas.get(smoothed_name, (0.0, 0.0))
-            smoothed = float(value) * (1 - c) + previous * c
+            smoothed = number * (1 - c) + previous * c
             emas[smoothed_name] = [smoothed, c * WARM_UP + self.coeff * (1 - WARM_UP)]
-            return [(key, value), (f"{key}{self.suffix}", smoothed)]
-
-        return [with_payload(event, event.payload, map_leaves(event.payload, smooth))]
+            added.setdefault(path, {})[f"{key}{self.suffix}"] = smoothed
+        if not added:
+            return [event]
+        return [with_payload(event, event.payload, with_leaves(event.payload, added))]
 
     def state(self) -> Any:
         return {trial: dict(emas) for trial, emas in self.trials.items()}
@@ -97,7 +102,7 @@ class Aggregate(PerTrial):
 
     def __init__(self, pattern: object, window: int | None = None, window_s: float | None = None) -> None:
         super().__init__()
-        self.matches = _Matches("aggregate", pattern)
+        self.matches = regex_match("aggregate", pattern)
         if window is None and window_s is None:
             raise ValueError("aggregate needs a window (results) or window_s (seconds), or both")
         if window is not None and not (type(window) is int and window >= 1):
@@ -111,7 +116,7 @@ class Aggregate(PerTrial):
     def __str__(self) -> str:
         size = [f"window={self.window}"] if self.window is not None else []
         size += [f"window_s={self.window_s:g}"] if self.window_s is not None else []
-        return f"aggregate={self.matches.regex.pattern} {' '.join(size)}"
+        return f"aggregate={self.matches.text} {' '.join(size)}"
 
     def result(self, trial: str, event: Event) -> list[Event]:
         out: list[Event] = []
@@ -123,20 +128,20 @@ class Aggregate(PerTrial):
             open_ = self.trials[trial] = {"start": event.ts, "count": 0, "values": {}}
         open_["count"] += 1
         self._last[trial] = event
-        self._store(open_["values"], event.payload, [])
+        self._store(open_["values"], event.payload)
         if self.window is not None and open_["count"] >= self.window:
             out += self.end(trial)
         return out
 
-    def _store(self, values: dict[str, Any], tree: dict[Any, Any], path: list[Any]) -> None:
+    def _store(self, values: dict[str, Any], tree: dict[Any, Any]) -> None:
         """Append each matching number of ``tree`` to ``values[flat name] = [path, numbers]``."""
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                self._store(values, value, [*path, key])
-            elif is_number(value) and not (not path and key in STEP_KEYS):
-                name = "/".join(map(str, [*path, key]))
-                if self.matches(name):
-                    values.setdefault(name, [[*path, key], []])[1].append(float(value))
+        for path, key, name, value in matching_leaves(tree, self.matches):
+            if is_number(value) and (path or key not in STEP_KEYS):
+                try:
+                    number = float(value)
+                except OverflowError:  # an int past a float's range: carried as the last value
+                    continue
+                values.setdefault(name, [[*path, key], []])[1].append(number)
 
     def end(self, trial: str) -> list[Event]:
         open_ = self.trials.pop(trial, None)
@@ -169,6 +174,17 @@ class Aggregate(PerTrial):
         self.trials, self._last = {}, {}
         for trial, text in state.items():
             self._last[trial], self.trials[trial] = _decoded(text)
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number, else None."""
+    if not is_number(value):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past a float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _stats(key: Any, numbers: list[float]) -> list[tuple[Any, Any]]:
