@@ -206,3 +206,20 @@ def test_the_flag_form_names_a_sink_and_a_table() -> None:
     assert [str(f) for f in parse_filters([parse_filter_flag("json:none")[1]])] == ["none"]
     with pytest.raises(ValueError, match="SINK:NAME=VALUE"):
         parse_filter_flag("every_s=5")
+
+
+def _log(step: int, rank: int, values: dict[str, Any], ts: float = 0.0) -> Event:
+    payload = {"step": step, "rank": rank, "world_size": 2, "values": values}
+    return Event("log", "w", step, ts, "e", "t", "t_dir", payload)
+
+
+def test_worker_logs_are_filtered_in_their_values_per_rank() -> None:
+    """On log events filters act on ``values``, with state per rank; the trial's end flushes every rank."""
+    logs = [_log(s, r, {"loss": float(s + 10 * r), "gpu": 1}) for s in range(3) for r in (0, 1)]
+    chain = [KeepKeys(["loss"]), Smooth("loss", 0.5), Aggregate("loss_smoothed", window=10)]
+    out = apply_filters(chain, [*logs, _event("trial_complete", {})])
+    assert [(e.kind, e.payload["rank"], e.payload["step"]) for e in out[:2]] == [("log", 0, 2), ("log", 1, 2)]
+    assert out[0].payload["values"]["loss"] == 2.0 and "gpu" not in out[0].payload["values"]
+    assert out[1].payload["values"]["loss_smoothed_0.5_max"] == Smooth("loss", 0.5)(
+        [_log(s, 1, {"loss": float(s + 10)}) for s in range(3)])[-1].payload["values"]["loss_smoothed_0.5"]
+    assert out[2].kind == "trial_complete"

@@ -14,7 +14,7 @@ from pipeline.wire.events import KINDS, Event, Kind
 
 __all__ = [
     "ENDS",
-    "RESULT_KINDS",
+    "METRIC_KINDS",
     "STEP_KEYS",
     "DropKeys",
     "EveryN",
@@ -36,13 +36,18 @@ __all__ = [
     "matching_leaves",
     "restore_filters",
     "with_leaves",
-    "with_payload",
+    "metrics_of",
+    "stream_of",
+    "with_metrics",
 ]
 
 Filter = Callable[[list[Event]], list[Event]]
 
-RESULT_KINDS = frozenset({Kind.RESULT.value})
-"""The kinds whose payload is a result (a dict of metrics): the only ones filters change."""
+RESULT = Kind.RESULT.value
+LOG = Kind.LOG.value
+METRIC_KINDS = frozenset({RESULT, LOG})
+"""The kinds that carry metrics, the only ones filters change: a driver's result (the payload)
+and a worker's ``pipeline.log`` call (the payload's ``values``); see ``metrics_of``."""
 ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
 EXPERIMENT_END = Kind.EXPERIMENT_END.value
 STEP_KEYS = ("timesteps_total", "training_iteration")
@@ -120,12 +125,32 @@ class StepKept(dict[Any, Any]):
         return dict.get(self, key, self.steps.get(key, default))
 
 
-def with_payload(event: Event, old: dict[str, Any], items: dict[Any, Any]) -> Event:
-    """``event`` carrying ``items``, keeping the step keys ``old`` had left out."""
-    steps = getattr(old, "steps", None)
+def metrics_of(event: Event) -> dict[Any, Any] | None:
+    """The metrics ``event`` carries: a result's payload, a log's ``values``; None for other kinds."""
+    if event.kind == RESULT:
+        return event.payload
+    if event.kind == LOG:
+        values = event.payload.get("values")
+        return values if isinstance(values, dict) else None
+    return None
+
+
+def with_metrics(event: Event, items: dict[Any, Any]) -> Event:
+    """``event`` carrying the metrics ``items``, keeping the step keys its metrics had left out."""
+    if event.kind == LOG:
+        return event._replace(payload={**event.payload, "values": items})
+    steps = getattr(event.payload, "steps", None)
     if steps:
         items = StepKept(items, {k: v for k, v in steps.items() if k not in items})
     return event._replace(payload=items)
+
+
+def stream_of(event: Event) -> str:
+    """Whose metrics these are, for per-stream state: ``experiment/trial`` for results,
+    ``experiment/trial/rank`` for a worker's logs (names hold no ``/``)."""
+    if event.kind == LOG:
+        return f"{event.experiment}/{event.trial}/{event.payload.get('rank')}"
+    return f"{event.experiment}/{event.trial}"
 
 
 def _join(prefix: str, key: Any) -> str:
@@ -255,15 +280,14 @@ class _KeySelection:
         return f"{self.verb}={self.matches.text}"
 
     def __call__(self, events: list[Event]) -> list[Event]:
-        return [self._select(e) if e.kind in RESULT_KINDS else e for e in events]
+        return [self._select(e, metrics) if (metrics := metrics_of(e)) is not None else e for e in events]
 
-    def _select(self, event: Event) -> Event:
-        payload = event.payload
-        items = self._tree(payload, "")
-        steps = {k: payload[k] for k in STEP_KEYS if k in payload and k not in items}
-        if steps:
-            return event._replace(payload=StepKept(items, {**getattr(payload, "steps", {}), **steps}))
-        return with_payload(event, payload, items)
+    def _select(self, event: Event, metrics: dict[Any, Any]) -> Event:
+        items = self._tree(metrics, "")
+        steps = {k: metrics[k] for k in STEP_KEYS if k in metrics and k not in items}
+        if steps and event.kind == RESULT:
+            return event._replace(payload=StepKept(items, {**getattr(metrics, "steps", {}), **steps}))
+        return with_metrics(event, items)
 
     def _tree(self, tree: dict[Any, Any], prefix: str) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
@@ -310,12 +334,12 @@ class NoneFilter:
         return "none"
 
     def __call__(self, events: list[Event]) -> list[Event]:
-        return [self._clean(e) if e.kind in RESULT_KINDS else e for e in events]
+        return [self._clean(e, metrics) if (metrics := metrics_of(e)) is not None else e for e in events]
 
-    def _clean(self, event: Event) -> Event:
-        if not _has_none(event.payload):
+    def _clean(self, event: Event, metrics: dict[Any, Any]) -> Event:
+        if not _has_none(metrics):
             return event
-        return with_payload(event, event.payload, map_leaves(event.payload, _unless_none))
+        return with_metrics(event, map_leaves(metrics, _unless_none))
 
 
 def _has_none(tree: dict[Any, Any]) -> bool:
@@ -355,7 +379,8 @@ class KeepKinds:
 
 
 class PerTrial:
-    """State kept per trial, JSON-able, forgotten when the trial or its experiment ends."""
+    """State kept per stream (``stream_of``: a trial's results, a worker rank's logs), JSON-able,
+    forgotten when the trial or its experiment ends."""
 
     def __init__(self) -> None:
         self.trials: dict[str, Any] = {}
@@ -363,24 +388,27 @@ class PerTrial:
     def __call__(self, events: list[Event]) -> list[Event]:
         out: list[Event] = []
         for event in events:
-            if event.kind in RESULT_KINDS:
-                out.extend(self.result(f"{event.experiment}/{event.trial}", event))
+            metrics = metrics_of(event)
+            if metrics is not None:
+                out.extend(self.result(stream_of(event), event, metrics))
                 continue
             if event.kind in ENDS:
-                out.extend(self.end(f"{event.experiment}/{event.trial}"))
+                trial = f"{event.experiment}/{event.trial}"
+                for key in [k for k in self.trials if k == trial or k.startswith(trial + "/")]:
+                    out.extend(self.end(key))
             elif event.kind == EXPERIMENT_END:
                 for key in [k for k in self.trials if k.startswith(event.experiment + "/")]:
                     out.extend(self.end(key))
             out.append(event)
         return out
 
-    def result(self, trial: str, event: Event) -> list[Event]:
-        """What one result of ``trial`` becomes."""
+    def result(self, stream: str, event: Event, metrics: dict[Any, Any]) -> list[Event]:
+        """What one event of ``stream`` carrying ``metrics`` becomes."""
         raise NotImplementedError
 
-    def end(self, trial: str) -> list[Event]:
-        """Forget ``trial``; what to write before its end."""
-        self.trials.pop(trial, None)
+    def end(self, stream: str) -> list[Event]:
+        """Forget ``stream``; what to write before its trial's end."""
+        self.trials.pop(stream, None)
         return []
 
     def state(self) -> Any:
@@ -402,11 +430,11 @@ class EveryS(PerTrial):
     def __str__(self) -> str:
         return f"every_s={self.seconds:g}"
 
-    def result(self, trial: str, event: Event) -> list[Event]:
-        last = self.trials.get(trial)
+    def result(self, stream: str, event: Event, metrics: dict[Any, Any]) -> list[Event]:
+        last = self.trials.get(stream)
         if last is not None and event.ts - last < self.seconds:
             return []
-        self.trials[trial] = event.ts
+        self.trials[stream] = event.ts
         return [event]
 
 
@@ -424,9 +452,9 @@ class _Gate(PerTrial):
     def opens(self, t: int) -> bool:
         raise NotImplementedError
 
-    def result(self, trial: str, event: Event) -> list[Event]:
-        t = self.trials.get(trial, 0)
-        self.trials[trial] = t + 1
+    def result(self, stream: str, event: Event, metrics: dict[Any, Any]) -> list[Event]:
+        t = self.trials.get(stream, 0)
+        self.trials[stream] = t + 1
         return [event] if self.opens(t) else []
 
 

@@ -263,7 +263,8 @@ class Collector:
                                "durable": w.durable, "last_error": w.stats.last_error,
                                "bytes": getattr(w.sink, "bytes_written", None),
                                "backlog": len(w.backlog) if w.backlog is not None else 0,
-                               "backlog_unreadable": w.backlog.unreadable if w.backlog is not None else 0}
+                               "backlog_unreadable": w.backlog.unreadable if w.backlog is not None else 0,
+                               "filters": [str(f) for f in w.filters]}
                       for w in self.fanout.workers},
             "uptime_s": time.monotonic() - self.started,
             "dropped": sum(self.stats.dropped.values()),

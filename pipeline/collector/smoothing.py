@@ -17,17 +17,19 @@ from pipeline.collector.filters import (
     is_number,
     map_leaves,
     matching_leaves,
+    metrics_of,
     with_leaves,
-    with_payload,
+    with_metrics,
 )
 from pipeline.wire.codec import decode_event, encode_stored
-from pipeline.wire.events import Event
+from pipeline.wire.events import Event, Kind
 
 __all__ = ["Aggregate", "Smooth", "compile_regex", "regex_match"]
 
 WARM_UP = 0.9
 """How fast the smoothing coefficient anneals from 0 to the one asked for (the seed's warm-up)."""
 STATS = ("mean", "std", "median", "max", "min")
+RESULT = Kind.RESULT.value
 
 
 def compile_regex(what: str, pattern: object) -> re.Pattern[str]:
@@ -66,13 +68,13 @@ class Smooth(PerTrial):
     def __str__(self) -> str:
         return f"smooth={self.matches.text} coeff={self.coeff}"
 
-    def result(self, trial: str, event: Event) -> list[Event]:
+    def result(self, stream: str, event: Event, metrics: dict[Any, Any]) -> list[Event]:
         added: dict[tuple[Any, ...], dict[Any, float]] = {}
-        for path, key, name, value in matching_leaves(event.payload, self.matches):
+        for path, key, name, value in matching_leaves(metrics, self.matches):
             number = _finite(value)
             if number is None:
                 continue
-            emas: dict[str, list[float]] = self.trials.setdefault(trial, {})
+            emas: dict[str, list[float]] = self.trials.setdefault(stream, {})
             smoothed_name = name + self.suffix
             previous, c = emas.get(smoothed_name, (0.0, 0.0))
             smoothed = number * (1 - c) + previous * c
@@ -80,7 +82,7 @@ class Smooth(PerTrial):
             added.setdefault(path, {})[f"{key}{self.suffix}"] = smoothed
         if not added:
             return [event]
-        return [with_payload(event, event.payload, with_leaves(event.payload, added))]
+        return [with_metrics(event, with_leaves(metrics, added))]
 
     def state(self) -> Any:
         return {trial: dict(emas) for trial, emas in self.trials.items()}
@@ -118,34 +120,34 @@ class Aggregate(PerTrial):
         size += [f"window_s={self.window_s:g}"] if self.window_s is not None else []
         return f"aggregate={self.matches.text} {' '.join(size)}"
 
-    def result(self, trial: str, event: Event) -> list[Event]:
+    def result(self, stream: str, event: Event, metrics: dict[Any, Any]) -> list[Event]:
         out: list[Event] = []
-        open_ = self.trials.get(trial)
+        open_ = self.trials.get(stream)
         if open_ is not None and self.window_s is not None and event.ts - open_["start"] >= self.window_s:
-            out += self.end(trial)
+            out += self.end(stream)
             open_ = None
         if open_ is None:
-            open_ = self.trials[trial] = {"start": event.ts, "count": 0, "values": {}}
+            open_ = self.trials[stream] = {"start": event.ts, "count": 0, "values": {}}
         open_["count"] += 1
-        self._last[trial] = event
-        self._store(open_["values"], event.payload)
+        self._last[stream] = event
+        self._store(open_["values"], metrics, event.kind == RESULT)
         if self.window is not None and open_["count"] >= self.window:
-            out += self.end(trial)
+            out += self.end(stream)
         return out
 
-    def _store(self, values: dict[str, Any], tree: dict[Any, Any]) -> None:
+    def _store(self, values: dict[str, Any], tree: dict[Any, Any], steps_at_top: bool) -> None:
         """Append each matching number of ``tree`` to ``values[flat name] = [path, numbers]``."""
         for path, key, name, value in matching_leaves(tree, self.matches):
-            if is_number(value) and (path or key not in STEP_KEYS):
+            if is_number(value) and (path or not steps_at_top or key not in STEP_KEYS):
                 try:
                     number = float(value)
                 except OverflowError:  # an int past a float's range: carried as the last value
                     continue
                 values.setdefault(name, [[*path, key], []])[1].append(number)
 
-    def end(self, trial: str) -> list[Event]:
-        open_ = self.trials.pop(trial, None)
-        last = self._last.pop(trial, None)
+    def end(self, stream: str) -> list[Event]:
+        open_ = self.trials.pop(stream, None)
+        last = self._last.pop(stream, None)
         if open_ is None or last is None:
             return []
         values: dict[str, Any] = open_["values"]
@@ -158,14 +160,14 @@ class Aggregate(PerTrial):
             written.add(name)
             return _stats(key, numbers[1])
 
-        payload = map_leaves(last.payload, aggregate)
+        payload = map_leaves(metrics_of(last) or {}, aggregate)
         for name, (path, numbers) in values.items():  # matched earlier in the window, not in its last result
             if name not in written:
                 node = payload
                 for part in path[:-1]:
                     node = node.setdefault(part, {})
                 node.update(_stats(path[-1], numbers))
-        return [with_payload(last, last.payload, payload)]
+        return [with_metrics(last, payload)]
 
     def state(self) -> Any:
         return {trial: _encoded(self._last[trial], open_) for trial, open_ in self.trials.items()}
@@ -196,7 +198,7 @@ def _stats(key: Any, numbers: list[float]) -> list[tuple[Any, Any]]:
 def _encoded(last: Event, open_: dict[str, Any]) -> str:
     """An open window and its last result as wire bytes in base64: exact for arrays, NaN and
     the other values JSON cannot hold; step keys a filter left out travel beside the payload."""
-    window = {"p": dict(last.payload), "s": getattr(last.payload, "steps", {}), "w": open_}
+    window = {"p": dict(last.payload), "s": dict(getattr(last.payload, "steps", {})), "w": open_}
     return base64.b64encode(encode_stored(last._replace(payload=window))).decode()
 
 

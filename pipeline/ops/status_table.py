@@ -58,6 +58,8 @@ def render_status(status: Mapping[str, Any]) -> str:
                       f"{rates.get('sinks', {}).get(n, 0.0):.0f}", _bytes(s.get("bytes")),
                       s["errors"], s["lag"]] for n, s in status["sinks"].items()])
     for name, sink in status["sinks"].items():
+        if sink.get("filters"):
+            lines.append(f"  {name} filters: {' | '.join(sink['filters'])}")
         if sink.get("last_error"):
             lines.append(f"  {name} last error: {sink['last_error']}")
     faults = ", ".join(f"{k} {v}" for k, v in sorted(status.get("faults", {}).items()))
