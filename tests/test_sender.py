@@ -13,10 +13,12 @@ import pytest
 import zmq
 
 from pipeline.producer.sender import Sender, SenderConfig
-from pipeline.testing import start_event
+from pipeline.testing import start_event, wait_for
 from pipeline.wire.codec import decode_frame, encode_event
 
 LONG_S = 60.0  # far longer than any wait below: only a wake-up can beat it
+BUSY_WAKES = 50
+"""Send intervals (5 ms each) a busy sender wakes for while the idle one must sleep through."""
 
 
 @pytest.fixture
@@ -35,20 +37,30 @@ def _sleepy_sender(address: str, tmp_path: Path) -> Sender:
                                                   idle_poll_s=LONG_S, resend_after_s=LONG_S))
 
 
-def test_an_idle_sender_does_not_spin(tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
-    """With nothing to send the thread wakes a handful of times, not every send interval."""
-    sender = _sleepy_sender(router[1], tmp_path)
-    time.sleep(0.5)  # 100 send intervals of 5 ms
-    polls = sender.stats().polls
-    sender.close()
-    assert polls <= 3
+def test_an_idle_sender_sleeps_while_a_busy_one_polls_every_interval(
+        tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
+    """With nothing to send the thread stays asleep while a sender awaiting an ack wakes every 5 ms."""
+    sock, address = router
+    idle = _sleepy_sender(address, tmp_path)
+    busy = Sender(address, "busy", SenderConfig(spool_dir=str(tmp_path / "busy"), send_interval_s=0.005,
+                                                resend_after_s=LONG_S))
+    busy.submit(0, start_event("busy"))
+    assert sock.poll(int(LONG_S * 1000)), "the busy sender sent nothing"
+    wait_for(lambda: idle.asleep, LONG_S, "the idle sender went to sleep")
+    slept_at = idle.stats().polls
+    woke = busy.stats().polls
+    wait_for(lambda: busy.stats().polls >= woke + BUSY_WAKES, LONG_S,
+             f"the busy sender woke {BUSY_WAKES} times")  # unacked: it polls every send interval
+    assert idle.asleep and idle.stats().polls == slept_at, "the idle sender woke while the busy one polled"
+    busy.close()
+    idle.close()
 
 
 def test_a_submit_wakes_a_sleeping_sender(tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
     """An event submitted to a sleeping sender reaches the collector long before its idle poll ends."""
     sock, address = router
     sender = _sleepy_sender(address, tmp_path)
-    time.sleep(0.3)
+    wait_for(lambda: sender.asleep, LONG_S, "the sender went to sleep")
     sender.submit(0, start_event("sleepy"))
     assert sock.poll(int(LONG_S / 3 * 1000)), "the sender slept through the submit"
     identity, frame = sock.recv_multipart()
