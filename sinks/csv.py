@@ -9,29 +9,73 @@ from typing import IO, Any
 
 from pipeline.wire.events import Event
 from sinks.base import TrialRef
+from sinks.lineage import ITERATION, Settle, csv_rows, iteration, last_line, move_tail, rewinds
 from sinks.tune_format import flatten
 
 __all__ = ["CsvSink"]
 
 PROGRESS_FILE = "progress.csv"
+ORPHANED_FILE = "progress.orphaned.csv"
 SKIP = frozenset({"config"})
 
 
 class _TrialCsv:
-    """One open ``progress.csv`` and the columns its header names."""
+    """One open ``progress.csv``, the columns its header names and its last row's iteration."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, settle: Settle) -> None:
         self.path = path
+        self.settle = settle
         self.columns: list[str] = _read_header(path)
         self.known = set(self.columns)
+        self.last = self._last_iteration()
         self.file: IO[str] = path.open("a", newline="")
+        self.writer = csv.writer(self.file)
+        self._counted = self.file.tell()
+        self._carried = 0
+
+    def _last_iteration(self) -> int | None:
+        if ITERATION not in self.columns:
+            return None
+        column = self.columns.index(ITERATION)
+        cells = next(csv.reader([last_line(self.path).decode()]), [])
+        if len(cells) != len(self.columns):  # a quoted newline in the last row: read them all
+            rows = list(csv_rows(self.path.read_bytes()))
+            cells = rows[-1][1] if len(rows) > 1 else []
+        return iteration(cells[column]) if len(cells) > column else None
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows``; a row whose iteration goes back first moves the rows past it aside."""
+        done = 0
+        for at, back_to in rewinds(self.last, rows):
+            self.write(rows[done:at])
+            self._orphan(back_to)
+            done = at
+        self.write(rows[done:])
+        for row in reversed(rows):
+            if (now := iteration(row.get(ITERATION))) is not None:
+                self.last = now
+                break
+
+    def _orphan(self, back_to: int | None) -> None:
+        """Move the rows from iteration ``back_to`` on to ``progress.orphaned.csv`` (with the header)."""
+        self._carried += self.file.tell() - self._counted
+        self.file.close()
+        data = self.path.read_bytes()
+        rows = list(csv_rows(data))
+        column = self.columns.index(ITERATION) if ITERATION in self.columns else -1
+        cut = next((at for at, cells in rows[1:] if back_to is not None and len(cells) > column >= 0
+                    and (now := iteration(cells[column])) is not None and now >= back_to), None)
+        if cut is not None:
+            header = data[:rows[1][0]]
+            move_tail(self.path, cut, self.settle, header)
+        self.file = self.path.open("a", newline="")
         self.writer = csv.writer(self.file)
         self._counted = self.file.tell()
 
     def take_written(self) -> int:
         """How much the file grew since the last call (a widened header's rewrite by its growth)."""
         at = self.file.tell()
-        grown, self._counted = at - self._counted, at
+        grown, self._counted, self._carried = at - self._counted + self._carried, at, 0
         return grown
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -78,24 +122,29 @@ def _read_header(path: Path) -> list[str]:
 
 
 class CsvSink:
-    """Flattened results (``/`` between nested keys, ``config`` left out), one row each."""
+    """Flattened results (``/`` between nested keys, ``config`` left out), one row each.
+
+    One lineage per ``progress.csv``, as in ``JsonSink``: rows a restored trial
+    reports again replace the old ones, which move to ``progress.orphaned.csv``.
+    """
 
     name = "csv"
     durable = True
-    appends = ("progress.csv",)
+    appends = (PROGRESS_FILE, ORPHANED_FILE)
     rewrites_head = True
 
     def __init__(self, out: Path) -> None:
         self.out = out
+        self.settle: Settle = _nothing_to_settle
         self._trials: dict[tuple[str, str], _TrialCsv] = {}
         self.bytes_written = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
-        self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE)
+        self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE, self.settle)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
-        self._trials[trial.key].write([flatten(r, skip=SKIP) for r in results])
+        self._trials[trial.key].append([flatten(r, skip=SKIP) for r in results])
 
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         closing = self._trials.pop(trial.key)
@@ -114,3 +163,7 @@ class CsvSink:
             self.bytes_written += trial.take_written()
             trial.file.close()
         self._trials.clear()
+
+
+def _nothing_to_settle(path: Path, size: int) -> None:
+    """Without a ledger nothing needs to know a size before a cut."""

@@ -9,8 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from pipeline.wire.events import Event
 from sinks.base import TrialRef
+from sinks.lineage import ITERATION, Settle, iteration, json_rows, last_line, move_tail, rewinds
 from sinks.tune_format import json_line, params_json
 
 __all__ = ["JsonSink"]
@@ -20,18 +23,27 @@ PARAMS_FILE = "params.json"
 PARAMS_PICKLE_FILE = "params.pkl"
 WORKER_LOG_FILE = "worker_log.json"
 ERROR_FILE = "error.txt"
+ORPHANED_FILE = "result.orphaned.json"
 
 
 class JsonSink:
-    """One ``result.json`` line per reported result; params written when a trial starts."""
+    """One ``result.json`` line per reported result; params written when a trial starts.
+
+    A trial's ``result.json`` holds one lineage: when a result's ``training_iteration``
+    goes back to or below the last row's (the trial restored an older checkpoint), the
+    rows from that iteration on move to ``result.orphaned.json`` first (``move_tail``;
+    ``settle`` is the ledger's, which makes the move crash-safe).
+    """
 
     name = "json"
     durable = True
-    appends = ("result.json", WORKER_LOG_FILE)
+    appends = ("result.json", WORKER_LOG_FILE, ORPHANED_FILE)
 
     def __init__(self, out: Path) -> None:
         self.out = out
+        self.settle: Settle = _nothing_to_settle
         self._files: dict[tuple[str, str], IO[bytes]] = {}
+        self._last: dict[tuple[str, str], int | None] = {}
         self._logs: dict[tuple[str, str], IO[bytes]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self.bytes_written = 0
@@ -45,11 +57,34 @@ class JsonSink:
             pickled = start.payload.get("params_pkl")
             if isinstance(pickled, bytes):  # produced by the driver; never unpickled here
                 self.bytes_written += (trial.dir / PARAMS_PICKLE_FILE).write_bytes(pickled)
-        self._files[trial.key] = (trial.dir / RESULT_FILE).open("ab")
+        path = trial.dir / RESULT_FILE
+        self._files[trial.key] = path.open("ab")
+        self._last[trial.key] = _last_iteration(path)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
-        self.bytes_written += self._files[trial.key].write(b"".join([json_line(r) + b"\n" for r in results]))
+        file, done = self._files[trial.key], 0
+        for at, back_to in rewinds(self._last[trial.key], results):
+            self._append(file, results[done:at])
+            file.flush()
+            self._orphan(trial.dir / RESULT_FILE, back_to)
+            done = at
+        self._append(file, results[done:])
         self._dirty.add(trial.key)
+        for result in reversed(results):
+            if (now := iteration(result.get(ITERATION))) is not None:
+                self._last[trial.key] = now
+                break
+
+    def _append(self, file: IO[bytes], results: list[dict[str, Any]]) -> None:
+        if results:
+            self.bytes_written += file.write(b"".join([json_line(r) + b"\n" for r in results]))
+
+    def _orphan(self, path: Path, back_to: int | None) -> None:
+        """Move the rows from iteration ``back_to`` on to ``result.orphaned.json``."""
+        cut = next((at for at, now in json_rows(path.read_bytes())
+                    if now is not None and back_to is not None and now >= back_to), None)
+        if cut is not None:
+            move_tail(path, cut, self.settle)
 
     def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
         f = self._logs.get(trial.key)
@@ -63,6 +98,7 @@ class JsonSink:
         if isinstance(error, str):  # a Train run's failures (Tune's driver writes its own error.txt)
             (trial.dir / ERROR_FILE).write_text(error + "\n")
         self._dirty.discard(trial.key)
+        self._last.pop(trial.key, None)
         self._files.pop(trial.key).close()
         logs = self._logs.pop(trial.key, None)
         if logs is not None:
@@ -81,6 +117,20 @@ class JsonSink:
         self._files.clear()
         self._logs.clear()
         self._dirty.clear()
+        self._last.clear()
+
+
+def _last_iteration(path: Path) -> int | None:
+    """The ``training_iteration`` of the last row a previous collector wrote (None: none)."""
+    line = last_line(path)
+    try:
+        return iteration(orjson.loads(line).get(ITERATION)) if line else None
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+
+
+def _nothing_to_settle(path: Path, size: int) -> None:
+    """Without a ledger nothing needs to know a size before a cut."""
 
 
 def _log_line(event: Event) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import logging
 import socket
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -13,6 +14,7 @@ import crc32c
 import numpy as np
 from tensorboardX import summary as tbx
 from tensorboardX.proto.event_pb2 import Event as TbEvent
+from tensorboardX.proto.event_pb2 import SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 
 from pipeline.wire.events import Event
@@ -28,6 +30,7 @@ SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
 FILE_VERSION = "brain.Event:2"
 VIDEO_FPS = 20
 MAX_NAME_TRIES = 1_000
+RESULT_TAG_PREFIX = "ray/tune/"
 FILE_SUFFIX = ".tunebus"
 """In every event file's name (tensorboardX's ``filename_suffix``), so no other writer
 (Tune's TBXLoggerCallback in the same second on the same host) can pick the same name."""
@@ -94,12 +97,37 @@ class EventFile:
 
 
 class _TrialLog:
-    """A trial's open event file, its evaluated params and its last valid result (for hparams)."""
+    """A trial's open event file, its evaluated params, its last valid result (for hparams)
+    and the step of its last result (from the files a previous trial start or collector left)."""
 
     def __init__(self, directory: Path, params: Any) -> None:
+        self.last_step = _last_result_step(directory)
         self.file = EventFile(directory)
         self.params = params
         self.last_valid: dict[str, Any] = {}
+
+
+def _read_records(path: Path) -> Iterator[bytes]:
+    """The data of each complete TFRecord in ``path`` (CRCs not checked: these are our own)."""
+    with path.open("rb") as f:
+        while len(head := f.read(12)) == 12:
+            data = f.read(struct.unpack("<Q", head[:8])[0])
+            if len(f.read(4)) < 4:
+                return
+            yield data
+
+
+def _last_result_step(directory: Path) -> int | None:
+    """The step of the last result of the lineage in ``directory``'s event files (None: none)."""
+    last: int | None = None
+    for path in sorted(directory.glob(f"events.out.tfevents.*{FILE_SUFFIX}*")):
+        for data in _read_records(path):
+            event = TbEvent.FromString(data)
+            if event.HasField("session_log") and event.session_log.status == SessionLog.START:
+                last = min(last, event.step - 1) if last is not None else None
+            elif any(v.tag.startswith(RESULT_TAG_PREFIX) for v in event.summary.value):
+                last = max(last or 0, event.step)
+    return last
 
 
 class TensorBoardSink:
@@ -127,11 +155,19 @@ class TensorBoardSink:
         self._trials[trial.key] = _TrialLog(trial.dir, params)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
+        """One Event per result; a result whose step goes back (a restored trial reports
+        again) is preceded by TensorBoard's purge, a ``SessionLog.START`` at its step, so
+        TensorBoard drops the old lineage's points from there on and charts one line."""
         log_ = self._trials[trial.key]
         for result in results:
             event = self._event(result, log_)
-            if event is not None:
-                log_.file.add(event)
+            if event is None:
+                continue
+            if log_.last_step is not None and 1 <= event.step <= log_.last_step:
+                log_.file.add(TbEvent(wall_time=event.wall_time, step=event.step,
+                                      session_log=SessionLog(status=SessionLog.START)))
+            log_.last_step = event.step
+            log_.file.add(event)
 
     def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
         """``pipeline.log`` calls at their own step, tags as the user gave them (``/rank<k>``

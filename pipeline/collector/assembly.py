@@ -177,5 +177,7 @@ def _worker(sink: Sink, config: CollectorConfig) -> SinkWorker:
                         getattr(sink, "appends", ()), getattr(sink, "rewrites_head", False),
                         ended_ttl_s=config.ended_producer_ttl_s)
         ledger.recover()
+        if hasattr(sink, "settle"):  # a sink that cuts a file (a restored trial's rows moved aside)
+            sink.settle = ledger.settle  # commits the size first
     return SinkWorker(sink, TrialFiles(config.out), config.batch_policy(),
                       durable=sink.durable, ledger=ledger, backlog=backlog)

@@ -125,6 +125,17 @@ class Ledger:
             marks.pop(producer, None)
         return ended
 
+    def settle(self, path: Path, size: int) -> None:
+        """Commit ``path`` as ``size`` bytes long (and its directory's other files as they are)
+        before the sink cuts it there: a crash after this cuts it on recovery, one before
+        leaves the last commit standing. ``path`` is in a directory this batch touched."""
+        rel = path.parent.relative_to(self.out).as_posix()
+        old = self.dirs.get(rel, {})
+        dirs = dict(self.dirs)
+        dirs[rel] = {name: self._mark(p, old.get(name), size if p == path else None)
+                     for name, p in self._files(rel)}
+        self._commit(self.marks, dirs, self.ended, self.filters)
+
     def recover(self) -> None:
         """Cut every tracked file back to its committed state."""
         self._load()
@@ -143,8 +154,10 @@ class Ledger:
             return []
         return [(p.name, p) for pattern in self.appends for p in directory.glob(pattern) if p.is_file()]
 
-    def _mark(self, path: Path, old: FileMark | None) -> FileMark:
-        size = path.stat().st_size
+    def _mark(self, path: Path, old: FileMark | None, size: int | None = None) -> FileMark:
+        """``path``'s state, or that of its first ``size`` bytes."""
+        if size is None:
+            size = path.stat().st_size
         with path.open("rb") as f:
             head = zlib.crc32(f.readline(HEAD_BYTES))
             if not self.rewrites_head:

@@ -1,0 +1,121 @@
+"""One lineage per trial file: rows a restored trial reports again move to a side file first."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["ITERATION", "Settle", "csv_rows", "iteration", "json_rows", "last_line", "move_tail",
+           "orphan_path", "rewinds"]
+
+ITERATION = "training_iteration"
+TAIL_CHUNK = 65_536
+
+Settle = Callable[[Path, int], None]
+"""Told ``(file, size)`` before a file is cut to ``size``, so a ledger can commit that size first."""
+
+
+def iteration(value: Any) -> int | None:
+    """A result's ``training_iteration`` as an int; None when it has none."""
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def rewinds(last: int | None, results: list[dict[str, Any]]) -> Iterator[tuple[int, int | None]]:
+    """``(index, iteration)`` of each result that goes back to or below the one before it."""
+    for i, result in enumerate(results):
+        now = iteration(result.get(ITERATION))
+        if now is not None:
+            if last is not None and now <= last:
+                yield i, now
+            last = now
+
+
+def orphan_path(path: Path) -> Path:
+    """``result.json`` -> ``result.orphaned.json``: where the rows of a dropped lineage go."""
+    return path.with_name(f"{path.stem}.orphaned{path.suffix}")
+
+
+def last_line(path: Path) -> bytes:
+    """The last complete line of ``path`` (without its newline); empty for an empty file."""
+    with path.open("rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        chunk, at = b"", end
+        while at > 0:
+            at = max(0, at - TAIL_CHUNK)
+            f.seek(at)
+            chunk = f.read(end - at)
+            body = chunk.rstrip(b"\n")
+            if b"\n" in body or at == 0:
+                return body.rsplit(b"\n", 1)[-1]
+        return b""
+
+
+def json_rows(data: bytes) -> Iterator[tuple[int, int | None]]:
+    """``(byte offset, training_iteration)`` of each line of a ``result.json``."""
+    at = 0
+    for line in data.splitlines(keepends=True):
+        try:
+            value = orjson.loads(line).get(ITERATION)
+        except (orjson.JSONDecodeError, AttributeError):
+            value = None
+        yield at, iteration(value)
+        at += len(line)
+
+
+def csv_rows(data: bytes) -> Iterator[tuple[int, list[str]]]:
+    """``(byte offset, cells)`` of each record of a CSV file (quoted newlines kept in one record)."""
+    pos = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal pos
+        while pos < len(data):
+            end = data.find(b"\n", pos)
+            end = len(data) if end < 0 else end + 1
+            line, pos = data[pos:end], end
+            yield line.decode()
+
+    start = 0
+    for cells in csv.reader(lines()):  # the reader takes the lines of one record, never more
+        yield start, cells
+        start = pos
+
+
+def move_tail(path: Path, offset: int, settle: Settle, header: bytes = b"") -> int:
+    """Move ``path``'s bytes from ``offset`` on to the end of its orphan file; returns how many.
+
+    Crash-safe with a ledger: the orphan file is written and fsynced, then ``settle``
+    commits ``path`` at ``offset`` (and the orphan file as written), and only then is
+    ``path`` cut. A crash before the commit leaves both as committed before (the move
+    is done again); after it, recovery cuts ``path`` as the commit says. ``header``
+    (a CSV header line) goes before the moved rows unless the orphan file starts
+    with the same header.
+    """
+    with path.open("rb") as f:
+        f.seek(offset)
+        moved = f.read()
+    if not moved:
+        return 0
+    orphan = orphan_path(path)
+    with orphan.open("ab") as f:
+        if header and _header(orphan) != header:
+            f.write(header)
+        f.write(moved)
+        f.flush()
+        os.fsync(f.fileno())
+    settle(path, offset)
+    os.truncate(path, offset)
+    return len(moved)
+
+
+def _header(path: Path) -> bytes:
+    """The first line of an orphaned CSV, its header (empty when there is no file yet)."""
+    with path.open("rb") as f:
+        return f.readline() if f.seek(0, os.SEEK_END) else b""
