@@ -22,9 +22,10 @@ SKIP = frozenset({"config"})
 class _TrialCsv:
     """One open ``progress.csv``, the columns its header names and its last row's iteration."""
 
-    def __init__(self, path: Path, settle: Settle) -> None:
+    def __init__(self, path: Path, settle: Settle, started: bool) -> None:
         self.path = path
         self.settle = settle
+        self.started = started
         self.columns: list[str] = _read_header(path)
         self.known = set(self.columns)
         self.last = self._last_iteration()
@@ -46,14 +47,14 @@ class _TrialCsv:
     def append(self, rows: list[dict[str, Any]]) -> None:
         """Write ``rows``; a row whose iteration goes back first moves the rows past it aside."""
         done = 0
-        for at, back_to in rewinds(self.last, rows):
+        for at, back_to in rewinds(self.last, rows, self.started):
             self.write(rows[done:at])
             self._orphan(back_to)
             done = at
         self.write(rows[done:])
         for row in reversed(rows):
             if (now := iteration(row.get(ITERATION))) is not None:
-                self.last = now
+                self.last, self.started = now, False
                 break
 
     def _orphan(self, back_to: int | None) -> None:
@@ -141,7 +142,7 @@ class CsvSink:
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
-        self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE, self.settle)
+        self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE, self.settle, start is not None)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
         self._trials[trial.key].append([flatten(r, skip=SKIP) for r in results])

@@ -44,6 +44,7 @@ class JsonSink:
         self.settle: Settle = _nothing_to_settle
         self._files: dict[tuple[str, str], IO[bytes]] = {}
         self._last: dict[tuple[str, str], int | None] = {}
+        self._started: set[tuple[str, str]] = set()
         self._logs: dict[tuple[str, str], IO[bytes]] = {}
         self._dirty: set[tuple[str, str]] = set()
         self.bytes_written = 0
@@ -60,10 +61,12 @@ class JsonSink:
         path = trial.dir / RESULT_FILE
         self._files[trial.key] = path.open("ab")
         self._last[trial.key] = _last_iteration(path)
+        if start is not None:
+            self._started.add(trial.key)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
         file, done = self._files[trial.key], 0
-        for at, back_to in rewinds(self._last[trial.key], results):
+        for at, back_to in rewinds(self._last[trial.key], results, trial.key in self._started):
             self._append(file, results[done:at])
             file.flush()
             self._orphan(trial.dir / RESULT_FILE, back_to)
@@ -73,6 +76,7 @@ class JsonSink:
         for result in reversed(results):
             if (now := iteration(result.get(ITERATION))) is not None:
                 self._last[trial.key] = now
+                self._started.discard(trial.key)
                 break
 
     def _append(self, file: IO[bytes], results: list[dict[str, Any]]) -> None:
@@ -99,6 +103,7 @@ class JsonSink:
             (trial.dir / ERROR_FILE).write_text(error + "\n")
         self._dirty.discard(trial.key)
         self._last.pop(trial.key, None)
+        self._started.discard(trial.key)
         self._files.pop(trial.key).close()
         logs = self._logs.pop(trial.key, None)
         if logs is not None:
@@ -118,6 +123,7 @@ class JsonSink:
         self._logs.clear()
         self._dirty.clear()
         self._last.clear()
+        self._started.clear()
 
 
 def _last_iteration(path: Path) -> int | None:

@@ -28,14 +28,18 @@ def iteration(value: Any) -> int | None:
         return None
 
 
-def rewinds(last: int | None, results: list[dict[str, Any]]) -> Iterator[tuple[int, int | None]]:
-    """``(index, iteration)`` of each result that goes back to or below the one before it."""
+def rewinds(last: int | None, results: list[dict[str, Any]],
+            restarted: bool = False) -> Iterator[tuple[int, int | None]]:
+    """``(index, iteration)`` of each result that starts another lineage: its iteration is
+    below the one before it, or equal to it as the first result after a trial (re)start
+    (several results of one iteration without a restart are one lineage, as Tune has them)."""
     for i, result in enumerate(results):
         now = iteration(result.get(ITERATION))
-        if now is not None:
-            if last is not None and now <= last:
-                yield i, now
-            last = now
+        if now is None:
+            continue
+        if last is not None and (now < last or (now == last and restarted)):
+            yield i, now
+        last, restarted = now, False
 
 
 def orphan_path(path: Path) -> Path:

@@ -100,8 +100,9 @@ class _TrialLog:
     """A trial's open event file, its evaluated params, its last valid result (for hparams)
     and the step of its last result (from the files a previous trial start or collector left)."""
 
-    def __init__(self, directory: Path, params: Any) -> None:
+    def __init__(self, directory: Path, params: Any, started: bool) -> None:
         self.last_step = _last_result_step(directory)
+        self.started = started
         self.file = EventFile(directory)
         self.params = params
         self.last_valid: dict[str, Any] = {}
@@ -152,21 +153,24 @@ class TensorBoardSink:
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
         params = start.payload.get("evaluated_params") if start is not None else None
-        self._trials[trial.key] = _TrialLog(trial.dir, params)
+        self._trials[trial.key] = _TrialLog(trial.dir, params, start is not None)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
-        """One Event per result; a result whose step goes back (a restored trial reports
-        again) is preceded by TensorBoard's purge, a ``SessionLog.START`` at its step, so
-        TensorBoard drops the old lineage's points from there on and charts one line."""
+        """One Event per result. A result whose step goes back (a restored trial reports
+        again: below the last step, or at it right after a trial start) is preceded by
+        TensorBoard's purge, a ``SessionLog.START`` at its step, so TensorBoard drops the
+        old lineage's points from there on and charts one line."""
         log_ = self._trials[trial.key]
         for result in results:
             event = self._event(result, log_)
             if event is None:
                 continue
-            if log_.last_step is not None and 1 <= event.step <= log_.last_step:
+            last = log_.last_step
+            if last is not None and event.step >= 1 and (
+                    event.step < last or (event.step == last and log_.started)):
                 log_.file.add(TbEvent(wall_time=event.wall_time, step=event.step,
                                       session_log=SessionLog(status=SessionLog.START)))
-            log_.last_step = event.step
+            log_.last_step, log_.started = event.step, False
             log_.file.add(event)
 
     def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:

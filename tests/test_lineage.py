@@ -14,14 +14,14 @@ import pytest
 
 from pipeline.collector.ledger import Ledger
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.testing import running_collector
 from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Event
 from sinks.base import TrialFiles, close_all, deliver
 from sinks.csv import CsvSink
 from sinks.json import JsonSink
 from sinks.tensorboard import TensorBoardSink
-from tests.busharness import running_collector
-from tests.sink_sweeps import read_tensorboard
+from tests.readers import read_tensorboard
 
 TRIAL_DIR = Path("exp") / "t1_dir"
 
@@ -150,3 +150,18 @@ def test_a_crash_in_the_middle_of_a_move_loses_and_doubles_nothing(
         write(resent, crash)
     write(resent, None)
     _assert_one_lineage(tmp_path, sink_type)
+
+
+def test_a_restart_at_the_last_iteration_is_a_rewind_and_repeats_without_one_are_not(
+        tmp_path: Path) -> None:
+    """After a trial start, the last iteration again replaces it; without a start, rows of one
+    iteration stay side by side (as Tune's own loggers keep them)."""
+    first = _events("p1", range(1, 11), "old")
+    again = Event("result", "p1", 11, 0.0, "exp", "t1", "t1_dir", _result(10, "again"))
+    sink, trials = JsonSink(tmp_path), TrialFiles(tmp_path)
+    deliver(sink, [*first, again], trials)
+    deliver(sink, _events("p2", range(10, 13), "new"), trials)
+    close_all(sink, trials)
+    kept = [(i, "old") for i in range(1, 10)] + [(i, "new") for i in range(10, 13)]
+    assert _json_rows(tmp_path / TRIAL_DIR / "result.json") == kept
+    assert _json_rows(tmp_path / TRIAL_DIR / "result.orphaned.json") == [(10, "old"), (10, "again")]
