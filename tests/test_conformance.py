@@ -370,6 +370,8 @@ async def test_memory_is_released_after_many_trials(tmp_path: Path, address: str
 # ---- odd values Tune's loggers write ---------------------------------------------------------------
 
 
+RENAMED = {"by_mode/Mode.FAST": "by_mode/fast"}
+"""A (str, Enum) key, flattened: Tune writes ``str(key)``, we its value (as result.json has it)."""
 ODD_PARAMS = {"mode": Mode.FAST, "level": Level.HIGH, "width": Meters(1.5), "lr": 0.1}
 
 
@@ -380,7 +382,7 @@ def _odd_values(cb: Any, trials: list[MockTrial]) -> None:
     for i in (1, 2):
         cb.on_trial_result(iteration=i, trials=trials, trial=t, result=result(
             i, i * 1.5, mode=Mode.FAST, level=Level.HIGH, width=Meters(i / 4),
-            by_mode={Mode.FAST: i, Level.HIGH: 2 * i}))
+            by_mode={Mode.FAST: i, Level.HIGH: 2 * i}, node_ip=NODE_IP))
     cb.on_trial_complete(iteration=3, trials=trials, trial=t)
 
 
@@ -389,7 +391,7 @@ async def test_enum_and_float_subclass_values_are_written_as_tune_writes_them(
     """(str, Enum), IntEnum and float-subclass values and keys: every file, scalars and hparams as Tune's,
     but a (str, Enum) key flattened by its value, where Tune's flatten writes ``str(key)``."""
     sides = await replay(tmp_path, address, _odd_values, [ODD_PARAMS])
-    assert_all_files(sides, 2, renamed={"by_mode/Mode.FAST": "by_mode/fast"})
+    assert_all_files(sides, 2, renamed=RENAMED)
     bus = Path(sides.bus_trials[0].local_path)
     row = json.loads((bus / "result.json").read_text().splitlines()[0])
     assert (row["mode"], row["level"], row["by_mode"]) == ("fast", 3, {"fast": 1, "3": 2})
@@ -429,9 +431,14 @@ def _aim_case(cb: Any, trials: list[MockTrial]) -> None:
     _three_results(cb, trials, start=True, node_ip=NODE_IP)
 
 
-def assert_aim_runs(sides: Sides, tune_repo: Path, bus_repo: Path) -> list[dict[str, Any]]:
+def assert_aim_runs(sides: Sides, tune_repo: Path, bus_repo: Path,
+                    renamed: Renamed = None) -> list[dict[str, Any]]:
     """Runs, params and sequences equal to Tune's, paths aside; ours tracks no system metrics."""
     theirs, ours = read_aim(tune_repo), read_aim(bus_repo)
+    names = {f"ray/tune/{k}|": f"ray/tune/{v}|" for k, v in (renamed or {}).items()}
+    for run in theirs:
+        run["metrics"] = {next((names[p] + key[len(p):] for p in names if key.startswith(p)), key): seq
+                          for key, seq in run["metrics"].items()}
     assert len(ours) == len(theirs) == len(sides.tune_trials)
     for mine, their, t_trial, b_trial in zip(ours, theirs, sides.tune_trials, sides.bus_trials):
         assert mine["params"]["trial_log_dir"] == b_trial.path
@@ -494,3 +501,13 @@ async def test_aim_numpy_string_hparam(tmp_path: Path, address: str,
     assert len(run["metrics"]) > 1
     said = [r.getMessage() for r in caplog.records if r.name == "sinks.aim" and REMOVED in r.getMessage()]
     assert said == [f"{REMOVED} aim: {{'act': np.str_('relu')}}"]
+
+
+@pytest.mark.slow
+async def test_aim_enum_and_float_subclass_values(tmp_path: Path, address: str) -> None:
+    """IntEnum and float-subclass hparams and metrics reach Aim as Tune's callback tracks them."""
+    params = {"level": Level.HIGH, "width": Meters(1.5), "lr": 0.1}
+    sides = await replay(tmp_path, address, _odd_values, [params], aim={})
+    [run] = assert_aim_runs(sides, sides.tune / EXPERIMENT, sides.bus / EXPERIMENT, RENAMED)
+    assert run["params"]["hparams"] == {"level": 3, "width": 1.5, "lr": 0.1}
+    assert {"ray/tune/level|{}", "ray/tune/width|{}"} <= set(run["metrics"])
