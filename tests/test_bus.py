@@ -223,7 +223,7 @@ async def test_an_event_a_sink_refuses_is_quarantined_as_a_bad_frame_is(tmp_path
     async with running_collector(tmp_path / "out", address) as collector:
         worker = collector.fanout.workers[0]
         worker.on_poison(worker.name, event, ValueError("cannot write this value"))
-        assert collector.snapshot()["faults"] == {"sink-refused": 1}
+        assert collector.snapshot().faults == {"sink-refused": 1}
     [record] = read_quarantine(tmp_path / "out" / ".tunebus" / "quarantine.msgpack")
     assert record[1] == b"p1" and "json: ValueError: cannot write this value" in record[2][0]
     [back] = decode_frame(frame_events("p1", 4, [record[3]])).events

@@ -69,9 +69,10 @@ def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: P
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--config", str(path),
                              "--batch-linger-s", "0.3"], stderr=subprocess.PIPE, text=True)
     try:
+        from pipeline.collector.snapshot import CollectorSnapshot
         from pipeline.ops.status_client import ask_status
 
-        answers: list[dict[str, Any]] = []
+        answers: list[CollectorSnapshot] = []
 
         def answered() -> bool:
             try:
@@ -85,7 +86,7 @@ def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: P
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0
-    assert answers[-1]["bus"] == bind and list(answers[-1]["sinks"]) == ["json"]
+    assert answers[-1].bus == bind and list(answers[-1].sinks) == ["json"]
     effective = next(line for line in stderr.splitlines() if "effective config:" in line)
     assert "batch_linger_s=0.3" in effective and "sinks=('json',)" in effective
     assert f"status_bind='{status_bind}'" in effective

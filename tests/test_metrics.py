@@ -34,8 +34,8 @@ async def test_a_scrape_shows_received_written_queued_and_quarantined(tmp_path: 
             sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1),
                                              result_event("p1", 2)]))
             sock.send(b"\xc1")
-            await wait_until(lambda: collector.snapshot()["sinks"]["csv"]["events"] == 3
-                             and collector.snapshot()["quarantined"] == 1, 20, "the writes")
+            await wait_until(lambda: collector.snapshot().sinks["csv"].events == 3
+                             and collector.snapshot().quarantined == 1, 20, "the writes")
         samples = await asyncio.to_thread(_scrape, exporter.port)
     assert samples[("tunebus_events_received_total", (("producer", "p1"),))] == 3
     assert samples[("tunebus_producer_last_seq", (("producer", "p1"),))] == 2

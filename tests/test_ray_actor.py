@@ -71,8 +71,8 @@ def test_a_driver_sweeps_through_the_actor_and_the_next_driver_finds_it(
     assert found.node_id == head_node_id()
     assert not found.address.startswith("tcp://127.") or ray.util.get_node_ip_address().startswith("127.")
     status = ask_status(found.status_address, timeout_s=10)
-    assert status["events"] > 0 and status["sinks"]["json"]["lag"] == 0
-    assert [p["dropped"] for p in status["producers"].values()] == [0]
+    assert status.events > 0 and status.sinks["json"].lag == 0
+    assert [p.dropped for p in status.producers.values()] == [0]
 
     analysis = tune.ExperimentAnalysis(str(storage / "exp"))
     frames = analysis.trial_dataframes

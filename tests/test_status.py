@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from pipeline.collector.assembly import CollectorConfig, build_collector
+from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot, SinkSnapshot
 from pipeline.collector.status import StatusServer
 from pipeline.collector.throughput import RateWindow, ThroughputLog, summary_line
 from pipeline.ops.status_client import ask_status
@@ -48,23 +49,23 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
             # seqs 2..4 were dropped by the producer's full policy: its base moves past them.
             sock.send(frame_events("p1", 5, [result_event("p1", 5), result_event("p1", 6)]))
             sock.send(b"\x00 not msgpack")
-            await wait_until(lambda: collector.snapshot()["sinks"]["csv"]["lag"] == 0
-                             and collector.snapshot()["events"] == 4
-                             and collector.snapshot()["quarantined"] == 1
-                             and collector.snapshot()["producers"]["p1"]["lag"] == 0, 20,
+            await wait_until(lambda: collector.snapshot().sinks["csv"].lag == 0
+                             and collector.snapshot().events == 4
+                             and collector.snapshot().quarantined == 1
+                             and collector.snapshot().producers["p1"].lag == 0, 20,
                              "all frames handled")
         answer = await asyncio.to_thread(ask_status, server.address, 10.0)
-    assert answer["bus"] == collector.address
-    assert answer["producers"]["p1"] == {"events": 4, "last_seq": 6, "acked": 6, "dropped": 3, "lag": 0,
-                                         "experiments": ["exp"], "host": "", "pid": 0, "ended": False}
-    assert answer["dropped"] == 3 and answer["quarantined"] == 1
-    assert {n: (s["events"], s["queued"], s["errors"]) for n, s in answer["sinks"].items()} == {
+    assert answer.bus == collector.address
+    assert answer.producers["p1"] == ProducerSnapshot(events=4, last_seq=6, acked=6, dropped=3, lag=0,
+                                                      experiments=("exp",))
+    assert answer.dropped == 3 and answer.quarantined == 1
+    assert {n: (s.events, s.queued, s.errors) for n, s in answer.sinks.items()} == {
         "json": (4, 0, 0), "csv": (4, 0, 0), "tensorboard": (4, 0, 0)}
     trial = tmp_path / EXPERIMENT / TRIAL_DIR
-    assert answer["sinks"]["json"]["bytes"] == sum(
+    assert answer.sinks["json"].bytes == sum(
         (trial / name).stat().st_size for name in ("result.json", "params.json", "params.pkl"))
-    assert answer["sinks"]["csv"]["bytes"] == (trial / "progress.csv").stat().st_size
-    assert answer["sinks"]["tensorboard"]["bytes"] == sum(
+    assert answer.sinks["csv"].bytes == (trial / "progress.csv").stat().st_size
+    assert answer.sinks["tensorboard"].bytes == sum(
         p.stat().st_size for p in trial.glob("events.out.tfevents.*"))
     table = render_status(answer)
     assert "p1" in table and "quarantined frames 1" in table and "dropped events 3" in table
@@ -125,9 +126,10 @@ def test_rate_window_takes_rates_over_the_window_only() -> None:
 
 def test_summary_line_names_the_worst_sink_lag() -> None:
     """The log line carries the rate of each sink and which sink lags most."""
-    snap = {"events": 10, "queue_depth": 7, "quarantined": 1, "dropped": 2,
-            "sinks": {"json": {"events": 10, "lag": 0}, "aim": {"events": 3, "lag": 7}},
-            "producers": {"p": {"lag": 4}}}
+    snap = CollectorSnapshot(events=10, queue_depth=7, quarantined=1, dropped=2,
+                             sinks={"json": SinkSnapshot(events=10, lag=0),
+                                    "aim": SinkSnapshot(events=3, lag=7)},
+                             producers={"p": ProducerSnapshot(lag=4)})
     line = summary_line(snap, {"events": 5.0, "sinks.json": 5.0, "sinks.aim": 1.0})
     assert "5 events/s in" in line and "aim 1/s" in line
     assert "sink 7 events (aim)" in line and "producer 4 unacked" in line and "dropped 2" in line
@@ -162,9 +164,9 @@ def test_progress_text_shows_the_sweep_and_the_slowest_durable_sink() -> None:
     """The demo's line: results reported of the total, and what the slowest durable sink wrote."""
     from pipeline.ops.progress import progress_text
 
-    status = {"events": 10, "sinks": {"json": {"events": 10, "durable": True},
-                                      "csv": {"events": 5, "durable": True},
-                                      "aim": {"events": 0, "durable": False}}}
+    status = CollectorSnapshot(events=10, sinks={"json": SinkSnapshot(events=10),
+                                                 "csv": SinkSnapshot(events=5),
+                                                 "aim": SinkSnapshot(events=0, durable=False)})
     line = progress_text(4, 8, status)
     assert line == ("sweep [##########..........] 4/8 results | "
                     "collector [##########..........] 5/10 events written")

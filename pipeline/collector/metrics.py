@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot, SinkSnapshot
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -17,32 +19,38 @@ __all__ = ["MetricsExporter", "SnapshotMetrics"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 SCRAPE_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 5.0
 
-# (name without _total, help, snapshot key): per-producer and per-sink counters and gauges.
-PRODUCER_COUNTERS = [("tunebus_events_received", "Events accepted, in sequence, per producer.", "events"),
-                     ("tunebus_dropped_events", "Events a producer gave up (its full policy).", "dropped")]
-PRODUCER_GAUGES = [("tunebus_producer_last_seq", "Last sequence number received.", "last_seq"),
-                   ("tunebus_producer_lag_events", "Events received but not yet acknowledged.", "lag")]
-SINK_COUNTERS = [("tunebus_sink_events_written", "Events written by the sink.", "events"),
-                 ("tunebus_sink_batches", "Batches written by the sink.", "batches"),
-                 ("tunebus_sink_errors", "Failed sink writes (each retried).", "errors"),
-                 ("tunebus_sink_busy_seconds", "Seconds the sink spent writing.", "busy_s"),
-                 ("tunebus_sink_bytes_written", "Bytes the sink wrote, where it counts them.", "bytes")]
-SINK_GAUGES = [("tunebus_sink_queue_depth", "Events waiting in the sink's queue.", "queued"),
-               ("tunebus_sink_lag_events", "Events received but not yet written by the sink.", "lag")]
-TOTAL_COUNTERS = [("tunebus_frames_received", "Frames read from the bus.", "frames"),
-                  ("tunebus_quarantined_frames", "Malformed frames kept in quarantine.", "quarantined"),
-                  ("tunebus_duplicate_events", "Repeated events dropped (already taken).", "duplicates"),
-                  ("tunebus_sequence_gaps", "Gaps answered with a nack.", "gaps"),
-                  ("tunebus_refused_clients", "Handshakes refused (CurveZMQ keys, ZAP).", "refused")]
+# (name without _total, help, what it reads): totals, per producer, per sink; counters and gauges.
+PRODUCER_COUNTERS: list[tuple[str, str, Callable[[ProducerSnapshot], float]]] = [
+    ("tunebus_events_received", "Events accepted, in sequence, per producer.", lambda p: p.events),
+    ("tunebus_dropped_events", "Events a producer gave up (its full policy).", lambda p: p.dropped)]
+PRODUCER_GAUGES: list[tuple[str, str, Callable[[ProducerSnapshot], float]]] = [
+    ("tunebus_producer_last_seq", "Last sequence number received.", lambda p: p.last_seq),
+    ("tunebus_producer_lag_events", "Events received but not yet acknowledged.", lambda p: p.lag)]
+SINK_COUNTERS: list[tuple[str, str, Callable[[SinkSnapshot], float | None]]] = [
+    ("tunebus_sink_events_written", "Events written by the sink.", lambda s: s.events),
+    ("tunebus_sink_batches", "Batches written by the sink.", lambda s: s.batches),
+    ("tunebus_sink_errors", "Failed sink writes (each retried).", lambda s: s.errors),
+    ("tunebus_sink_busy_seconds", "Seconds the sink spent writing.", lambda s: s.busy_s),
+    ("tunebus_sink_bytes_written", "Bytes the sink wrote, where it counts them.", lambda s: s.bytes)]
+SINK_GAUGES: list[tuple[str, str, Callable[[SinkSnapshot], float | None]]] = [
+    ("tunebus_sink_queue_depth", "Events waiting in the sink's queue.", lambda s: s.queued),
+    ("tunebus_sink_lag_events", "Events received but not yet written by the sink.", lambda s: s.lag)]
+TOTAL_COUNTERS: list[tuple[str, str, Callable[[CollectorSnapshot], float]]] = [
+    ("tunebus_frames_received", "Frames read from the bus.", lambda c: c.frames),
+    ("tunebus_quarantined_frames", "Malformed frames kept in quarantine.", lambda c: c.quarantined),
+    ("tunebus_duplicate_events", "Repeated events dropped (already taken).", lambda c: c.duplicates),
+    ("tunebus_sequence_gaps", "Gaps answered with a nack.", lambda c: c.gaps)]
 
 
 class SnapshotMetrics:
     """A prometheus-client collector: every scrape turns one fresh snapshot into metric families."""
 
-    def __init__(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(self, snapshot: Callable[[], CollectorSnapshot]) -> None:
         self.snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
@@ -50,20 +58,25 @@ class SnapshotMetrics:
 
         snap = self.snapshot()
         yield GaugeMetricFamily("tunebus_uptime_seconds", "Seconds since the collector started.",
-                                value=snap["uptime_s"])
-        for name, doc, key in TOTAL_COUNTERS:
-            yield CounterMetricFamily(name, doc, value=snap[key])
-        groups = [(PRODUCER_COUNTERS, CounterMetricFamily, "producer", snap.get("producers", {})),
-                  (PRODUCER_GAUGES, GaugeMetricFamily, "producer", snap.get("producers", {})),
-                  (SINK_COUNTERS, CounterMetricFamily, "sink", snap["sinks"]),
-                  (SINK_GAUGES, GaugeMetricFamily, "sink", snap["sinks"])]
-        for specs, family, label, rows in groups:
-            for name, doc, key in specs:
-                metric = family(name, doc, labels=[label])
-                for row_name, row in rows.items():
-                    if row.get(key) is not None:
-                        metric.add_metric([row_name], row[key])
-                yield metric
+                                value=snap.uptime_s)
+        for name, doc, total in TOTAL_COUNTERS:
+            yield CounterMetricFamily(name, doc, value=total(snap))
+        for family, specs in ((CounterMetricFamily, PRODUCER_COUNTERS), (GaugeMetricFamily, PRODUCER_GAUGES)):
+            yield from _labelled(family, "producer", specs, snap.producers)
+        for family, sink_specs in ((CounterMetricFamily, SINK_COUNTERS), (GaugeMetricFamily, SINK_GAUGES)):
+            yield from _labelled(family, "sink", sink_specs, snap.sinks)
+
+
+def _labelled(family: Any, label: str, specs: Sequence[tuple[str, str, Callable[[T], float | None]]],
+              rows: Mapping[str, T]) -> Iterator[Metric]:
+    """One metric family per spec, one sample per row (a producer, a sink) labelled with its name."""
+    for name, doc, read in specs:
+        metric = family(name, doc, labels=[label])
+        for row_name, row in rows.items():
+            value = read(row)
+            if value is not None:
+                metric.add_metric([row_name], value)
+        yield metric
 
 
 class MetricsExporter:
@@ -99,10 +112,10 @@ class MetricsExporter:
             thread.join(STOP_TIMEOUT_S)
 
 
-def _snapshot_on(loop: asyncio.AbstractEventLoop, collector: Collector) -> dict[str, Any]:
+def _snapshot_on(loop: asyncio.AbstractEventLoop, collector: Collector) -> CollectorSnapshot:
     """``collector.snapshot()`` taken on the collector's loop, from the scrape thread."""
-    async def take() -> dict[str, Any]:
+    async def take() -> CollectorSnapshot:
         return collector.snapshot()
 
-    future: concurrent.futures.Future[dict[str, Any]] = asyncio.run_coroutine_threadsafe(take(), loop)
+    future: concurrent.futures.Future[CollectorSnapshot] = asyncio.run_coroutine_threadsafe(take(), loop)
     return future.result(SCRAPE_TIMEOUT_S)

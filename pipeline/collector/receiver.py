@@ -20,6 +20,7 @@ from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.refusals import Refusals
 from pipeline.collector.runs import NOTED_KINDS, Run, RunBook
+from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot
 from pipeline.wire.codec import Frame, decode_frame, encode_control, encode_stored
 from pipeline.wire.events import Event, SchemaError
 from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator, watch_handshakes
@@ -244,37 +245,27 @@ class Collector:
         sent = sock.send_multipart([identity, encode_control(kind, arg)], zmq.NOBLOCK)
         cast("asyncio.Future[Any]", sent).add_done_callback(_ignore_send_error)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Counters for status and tests."""
+    def snapshot(self) -> CollectorSnapshot:
+        """Counters for status, metrics, the throughput log and tests."""
         shown = self.runs.shown()
-        return {
-            "frames": self.stats.frames,
-            "events": self.stats.events,
-            "duplicates": self.stats.duplicates,
-            "gaps": self.stats.gaps,
-            "quarantined": self.quarantine.frames,
-            "refused": self.refusals.total,
-            "faults": dict(self.quarantine.faults),
-            "queue_depth": self.fanout.depth(),
-            "sinks": {w.name: {"events": w.stats.events, "batches": w.stats.batches,
-                               "errors": w.stats.errors, "poisoned": w.stats.poisoned,
-                               "queued": len(w.queue),
-                               "lag": self.stats.events - w.stats.events, "busy_s": w.stats.busy_s,
-                               "durable": w.durable, "last_error": w.stats.last_error,
-                               "bytes": getattr(w.sink, "bytes_written", None),
-                               "backlog": len(w.backlog) if w.backlog is not None else 0,
-                               "backlog_unreadable": w.backlog.unreadable if w.backlog is not None else 0,
-                               "filters": [str(f) for f in w.filters]}
-                      for w in self.fanout.workers},
-            "uptime_s": time.monotonic() - self.started,
-            "dropped": sum(self.stats.dropped.values()),
-            "producers": {p: {"events": n, "last_seq": self._expected[p] - 1,
-                              "acked": self._acked.get(p, -1), "dropped": self.stats.dropped[p],
-                              "lag": self._expected[p] - 1 - self._acked.get(p, -1),
-                              **_run_fields(shown.get(p))}
-                          for p, n in self.stats.per_producer.items()
-                          if p in self._expected and (p in shown or p not in self.runs.runs)},
-        }
+        received = self.stats.events
+        return CollectorSnapshot(
+            frames=self.stats.frames, events=received, duplicates=self.stats.duplicates,
+            gaps=self.stats.gaps, quarantined=self.quarantine.frames, refused=self.refusals.total,
+            faults=dict(self.quarantine.faults), queue_depth=self.fanout.depth(),
+            sinks={w.name: w.snapshot(received) for w in self.fanout.workers},
+            uptime_s=time.monotonic() - self.started, dropped=sum(self.stats.dropped.values()),
+            producers={p: self._producer_snapshot(p, n, shown.get(p))
+                       for p, n in self.stats.per_producer.items()
+                       if p in self._expected and (p in shown or p not in self.runs.runs)},
+            bus=self.address)
+
+    def _producer_snapshot(self, producer: str, events: int, run: Run | None) -> ProducerSnapshot:
+        last_seq, acked = self._expected[producer] - 1, self._acked.get(producer, -1)
+        if run is None:
+            return ProducerSnapshot(events, last_seq, acked, self.stats.dropped[producer], last_seq - acked)
+        return ProducerSnapshot(events, last_seq, acked, self.stats.dropped[producer], last_seq - acked,
+                                tuple(sorted(run.experiments)), run.host, run.pid, run.ended_at is not None)
 
 
 def _ignore_send_error(sent: asyncio.Future[Any]) -> None:
@@ -287,9 +278,3 @@ def _local(address: str) -> bool:
     host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
     return not address.startswith("tcp://") or host.startswith("127.") or host in ("localhost", "::1")
 
-
-def _run_fields(run: Run | None) -> dict[str, Any]:
-    if run is None:
-        return {"experiments": [], "host": "", "pid": 0, "ended": False}
-    return {"experiments": sorted(run.experiments), "host": run.host, "pid": run.pid,
-            "ended": run.ended_at is not None}

@@ -14,6 +14,7 @@ from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.filters import Filter, apply_filters, filter_states, restore_filters
 from pipeline.collector.ledger import Ledger
 from pipeline.collector.sink_queue import EventQueue
+from pipeline.collector.snapshot import SinkSnapshot
 from pipeline.wire.events import Event
 from sinks.base import Sink, TrialFiles, close_all, deliver
 
@@ -91,6 +92,18 @@ class SinkWorker:
     @property
     def name(self) -> str:
         return self.sink.name
+
+    def snapshot(self, received: int) -> SinkSnapshot:
+        """This sink's counters now; ``received``: events the collector took, for the lag."""
+        backlog = self.backlog
+        return SinkSnapshot(
+            events=self.stats.events, batches=self.stats.batches, errors=self.stats.errors,
+            poisoned=self.stats.poisoned, queued=len(self.queue), lag=received - self.stats.events,
+            busy_s=self.stats.busy_s, durable=self.durable, last_error=self.stats.last_error,
+            bytes=getattr(self.sink, "bytes_written", None),
+            backlog=len(backlog) if backlog is not None else 0,
+            backlog_unreadable=backlog.unreadable if backlog is not None else 0,
+            filters=tuple(str(f) for f in self.filters))
 
     async def run(self) -> None:
         """Write batches until the queue is closed and empty, then close the sink."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import zmq
 import zmq.asyncio
 
+from pipeline.collector.snapshot import Rates
 from pipeline.collector.throughput import RateWindow, counters
 from pipeline.wire.sockets import DEFAULT_STATUS_ADDRESS
 
@@ -79,7 +80,5 @@ class StatusServer:
         """The snapshot with recent per-second rates, as JSON."""
         snapshot = collector.snapshot()
         rates = self.rates.rates()
-        snapshot["rates"] = {"events": rates.get("events", 0.0),
-                             "sinks": {n: rates.get(f"sinks.{n}", 0.0) for n in snapshot["sinks"]}}
-        snapshot["bus"] = collector.address
-        return json.dumps(snapshot).encode()
+        sinks = {n: rates.get(f"sinks.{n}", 0.0) for n in snapshot.sinks}
+        return dataclasses.replace(snapshot, rates=Rates(rates.get("events", 0.0), sinks)).to_json().encode()

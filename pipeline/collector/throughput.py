@@ -7,7 +7,9 @@ import collections
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pipeline.collector.snapshot import CollectorSnapshot
 
 if TYPE_CHECKING:
     from pipeline.collector.receiver import Collector
@@ -17,11 +19,11 @@ __all__ = ["RateWindow", "ThroughputLog", "counters", "summary_line"]
 log = logging.getLogger(__name__)
 
 
-def counters(snapshot: Mapping[str, Any]) -> dict[str, float]:
+def counters(snapshot: CollectorSnapshot) -> dict[str, float]:
     """The monotonic counters of a snapshot that rates are taken of: received, and per sink."""
-    flat = {"events": float(snapshot["events"])}
-    for name, sink in snapshot["sinks"].items():
-        flat[f"sinks.{name}"] = float(sink["events"])
+    flat = {"events": float(snapshot.events)}
+    for name, sink in snapshot.sinks.items():
+        flat[f"sinks.{name}"] = float(sink.events)
     return flat
 
 
@@ -49,16 +51,16 @@ class RateWindow:
         return {k: max(v - first.get(k, 0.0), 0.0) / span for k, v in last.items()}
 
 
-def summary_line(snapshot: Mapping[str, Any], rates: Mapping[str, float]) -> str:
+def summary_line(snapshot: CollectorSnapshot, rates: Mapping[str, float]) -> str:
     """One line: received and written per second, the worst lags, queue depth, faults."""
-    sinks = snapshot["sinks"]
+    sinks = snapshot.sinks
     written = " ".join(f"{n} {rates.get(f'sinks.{n}', 0.0):.0f}/s" for n in sinks)
-    sink_lag = max(((s["lag"], n) for n, s in sinks.items()), default=(0, "-"))
-    producer_lag = max((p["lag"] for p in snapshot.get("producers", {}).values()), default=0)
+    sink_lag = max(((s.lag, n) for n, s in sinks.items()), default=(0, "-"))
+    producer_lag = max((p.lag for p in snapshot.producers.values()), default=0)
     return (f"throughput: {rates.get('events', 0.0):.0f} events/s in; written {written}; "
             f"lag: sink {sink_lag[0]} events ({sink_lag[1]}), producer {producer_lag} unacked; "
-            f"queued {snapshot['queue_depth']}; quarantined {snapshot['quarantined']}, "
-            f"dropped {snapshot.get('dropped', 0)}")
+            f"queued {snapshot.queue_depth}; quarantined {snapshot.quarantined}, "
+            f"dropped {snapshot.dropped}")
 
 
 class ThroughputLog:
@@ -80,7 +82,7 @@ class ThroughputLog:
             snapshot = collector.snapshot()
             now = counters(snapshot)
             window.add(time.monotonic(), now)
-            if now != last or snapshot["queue_depth"]:  # an idle collector says nothing
+            if now != last or snapshot.queue_depth:  # an idle collector says nothing
                 log.info("%s", summary_line(snapshot, window.rates()))
             last = now
             self.ticks += 1

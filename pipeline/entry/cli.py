@@ -269,8 +269,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    import json
-
     from pipeline.ops.status_client import ask_status
     from pipeline.ops.status_table import render_status
 
@@ -279,7 +277,7 @@ def _status(args: argparse.Namespace) -> int:
     except (TimeoutError, ValueError) as exc:
         print(f"tunebus status: error: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(answer, indent=2) if args.json else render_status(answer))
+    print(answer.to_json(indent=2) if args.json else render_status(answer))
     return 0
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
+from pipeline.collector.snapshot import CollectorSnapshot
 from pipeline.ops.status_client import ask_status
 
 __all__ = ["ProgressLine", "bar"]
@@ -20,13 +21,13 @@ def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
-def progress_text(reported: int, total: int, status: dict[str, Any] | None) -> str:
+def progress_text(reported: int, total: int, status: CollectorSnapshot | None) -> str:
     """One line: results the sweep reported, and events the slowest sink has written."""
     sweep = f"sweep {bar(reported, total)} {reported}/{total} results"
     if status is None:
         return f"{sweep} | collector: no answer"
-    received = status["events"]
-    written = min((s["events"] for s in status["sinks"].values() if s.get("durable", True)), default=0)
+    received = status.events
+    written = min((s.events for s in status.sinks.values() if s.durable), default=0)
     return f"{sweep} | collector {bar(written, received)} {written}/{received} events written"
 
 
@@ -59,7 +60,7 @@ class ProgressLine:
 
     def _show(self, final: bool = False) -> None:
         try:
-            status: dict[str, Any] | None = ask_status(self.status_address, timeout_s=1.0)
+            status: CollectorSnapshot | None = ask_status(self.status_address, timeout_s=1.0)
         except (TimeoutError, ValueError):
             status = None
         text = progress_text(self.reported(), self.total, status)

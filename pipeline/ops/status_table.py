@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+
+from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot
 
 __all__ = ["render_status"]
 
@@ -33,38 +34,35 @@ def _bytes(value: int | None) -> str:
     return "-"  # unreachable
 
 
-def _driver(producer: Mapping[str, Any]) -> str:
-    host, pid = producer.get("host"), producer.get("pid")
+def _driver(producer: ProducerSnapshot) -> str:
+    host, pid = producer.host, producer.pid
     return f"{host or '?'}:{pid}" if pid else (host or "-")
 
 
-def render_status(status: Mapping[str, Any]) -> str:
+def render_status(status: CollectorSnapshot) -> str:
     """Producers, sinks and totals of one ``StatusServer`` answer, as aligned text."""
-    rates = status.get("rates", {})
-    lines = [f"collector on {status.get('bus', '?')}, up {_duration(status['uptime_s'])}: "
-             f"{status['events']} events in {status['frames']} frames, "
-             f"{rates.get('events', 0.0):.0f} events/s"]
-    producers = status.get("producers", {})
+    rates = status.rates
+    lines = [f"collector on {status.bus or '?'}, up {_duration(status.uptime_s)}: "
+             f"{status.events} events in {status.frames} frames, {rates.events:.0f} events/s"]
+    producers = status.producers
     lines += ["", "producers"]
     lines += _table(["producer", "experiments", "driver", "run", "events", "last seq", "acked", "lag",
                      "dropped"],
-                    [[p, ",".join(v.get("experiments", ())) or "-", _driver(v),
-                      "ended" if v.get("ended") else "running", v["events"], v["last_seq"], v["acked"],
-                      v["lag"], v["dropped"]]
+                    [[p, ",".join(v.experiments) or "-", _driver(v), "ended" if v.ended else "running",
+                      v.events, v.last_seq, v.acked, v.lag, v.dropped]
                      for p, v in sorted(producers.items())]) if producers else ["  (none yet)"]
     lines += ["", "sinks"]
     lines += _table(["sink", "queued", "batches", "written", "events/s", "bytes", "errors", "lag"],
-                    [[n, s["queued"], s["batches"], s["events"],
-                      f"{rates.get('sinks', {}).get(n, 0.0):.0f}", _bytes(s.get("bytes")),
-                      s["errors"], s["lag"]] for n, s in status["sinks"].items()])
-    for name, sink in status["sinks"].items():
-        if sink.get("filters"):
-            lines.append(f"  {name} filters: {' | '.join(sink['filters'])}")
-        if sink.get("last_error"):
-            lines.append(f"  {name} last error: {sink['last_error']}")
-    faults = ", ".join(f"{k} {v}" for k, v in sorted(status.get("faults", {}).items()))
-    lines += ["", f"quarantined frames {status['quarantined']}" + (f" ({faults})" if faults else ""),
-              f"dropped events {status.get('dropped', 0)} (given up by producers)",
-              f"duplicates {status['duplicates']}, gaps {status['gaps']}",
-              f"refused clients {status.get('refused', 0)} (CurveZMQ handshakes; the collector log says why)"]
+                    [[n, s.queued, s.batches, s.events, f"{rates.sinks.get(n, 0.0):.0f}", _bytes(s.bytes),
+                      s.errors, s.lag] for n, s in status.sinks.items()])
+    for name, sink in status.sinks.items():
+        if sink.filters:
+            lines.append(f"  {name} filters: {' | '.join(sink.filters)}")
+        if sink.last_error:
+            lines.append(f"  {name} last error: {sink.last_error}")
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(status.faults.items()))
+    lines += ["", f"quarantined frames {status.quarantined}" + (f" ({faults})" if faults else ""),
+              f"dropped events {status.dropped} (given up by producers)",
+              f"duplicates {status.duplicates}, gaps {status.gaps}",
+              f"refused clients {status.refused} (CurveZMQ handshakes; the collector log says why)"]
     return "\n".join(lines)
