@@ -12,6 +12,7 @@ from typing import Any
 
 import zmq
 
+from pipeline.producer.ack_watch import AckWatch
 from pipeline.producer.send_buffer import Item, SendBuffer, shrink_event
 from pipeline.producer.sender_config import FullPolicy, SenderConfig, default_spool_dir
 from pipeline.wire.codec import decode_control, frame_events
@@ -174,6 +175,7 @@ class Sender:
         interval_ms = max(1, int(self.config.send_interval_s * 1000))
         retry_ms = interval_ms
         last_progress = time.monotonic()
+        watch = AckWatch(self.address, self.config.ack_silence_s)
         while not self._closing.is_set():
             self._take_incoming()
             buffer.refill()
@@ -181,10 +183,14 @@ class Sender:
             retry_ms = interval_ms if sent else min(MAX_RETRY_MS, retry_ms * 2)
             self._spool.sync()
             if self._idle():
+                watch.idle()
                 self._sleep_until_woken()
                 continue
             if sock.poll(retry_ms if buffer.queued else interval_ms, zmq.POLLIN) and self._read_control(sock):
                 last_progress = time.monotonic()
+                _say(watch.acked(buffer.in_memory + len(self._spool)))
+            else:
+                _say(watch.held(buffer.in_memory + len(self._spool), self.heard_from_collector()))
             self._polls += 1
             if not buffer.inflight:
                 last_progress = time.monotonic()
@@ -280,3 +286,8 @@ def _shrunk(data: bytes, max_bytes: int) -> bytes:
     log.warning("tunebus: an event of %d bytes is over max_event_bytes; sending it as %d bytes "
                 "with its largest values noted", len(data), len(shrunk))
     return shrunk
+
+
+def _say(line: str | None) -> None:
+    if line is not None:
+        log.warning("%s", line)

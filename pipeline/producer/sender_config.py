@@ -37,6 +37,8 @@ class SenderConfig:
     (done by the sender thread); keep it under the collector's ``--max-message-bytes``."""
     send_interval_s: float = 0.005
     resend_after_s: float = 5.0
+    ack_silence_s: float = 10.0
+    """Log one line when nothing was acknowledged this long while events wait, one when acks resume."""
     idle_poll_s: float = 1.0
     """How long the thread sleeps with nothing to do; a submit, an ack or close wakes it sooner."""
     spool_dir: str | None = None
@@ -48,7 +50,7 @@ class SenderConfig:
                      "max_frame_events", "max_frame_bytes", "max_event_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        for name in ("send_interval_s", "resend_after_s", "idle_poll_s"):
+        for name in ("send_interval_s", "resend_after_s", "ack_silence_s", "idle_poll_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.spool_max_bytes < 0:
