@@ -133,7 +133,7 @@ async def test_a_gap_is_answered_with_nack_and_filled(tmp_path: Path, address: s
             await sock.send(frame_events("raw", 0, [result_event("raw", 2), result_event("raw", 3)]))
             while ["ack", 3] not in replies:
                 replies.append(msgpack.unpackb(await asyncio.wait_for(sock.recv(), 10)))
-        assert collector.stats.gaps == 1
+        assert collector.sequencer.gaps == 1
     assert written(tmp_path / "out") == [1, 2, 3]
 
 
@@ -208,7 +208,7 @@ async def test_curve_admits_only_known_clients(tmp_path: Path, address: str) -> 
         for sender in (stranger, plain):  # the known one got through; these had that long and 5 tries more
             await _tried(sender, 5)
             assert not sender.heard_from_collector() and not sender.flush(0)
-        assert set(collector.stats.per_producer) == {"known"}
+        assert set(collector.sequencer.per_producer) == {"known"}
         for sender in (plain, stranger, known):
             sender.close()
     assert written(tmp_path / "out") == [1, 2, 3, 4, 5]

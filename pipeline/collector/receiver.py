@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,8 +19,9 @@ from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.refusals import Refusals
 from pipeline.collector.runs import NOTED_KINDS, Run, RunBook
+from pipeline.collector.sequencer import Sequencer
 from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot
-from pipeline.wire.codec import Frame, decode_frame, encode_control, encode_stored
+from pipeline.wire.codec import decode_frame, encode_control, encode_stored
 from pipeline.wire.events import Event, SchemaError
 from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator, watch_handshakes
 
@@ -45,24 +45,19 @@ class CurveServer:
 
 @dataclass(slots=True)
 class CollectorStats:
-    """What the collector has received."""
+    """What the collector has received (what it made of each producer's stream: ``Sequencer``)."""
 
     frames: int = 0
     events: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    per_producer: collections.Counter[str] = field(default_factory=collections.Counter)
-    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Events a producer gave up (its full policy): its frame's base skipped past them."""
 
 
 class Collector:
     """Reads the bus until stopped, then drains every sink queue and closes every file.
 
-    Each producer's events are taken strictly in sequence: a repeat is dropped
-    (and acknowledged again), a gap is answered with ``nack`` so the producer
-    resends from the first missing event. Acknowledgements carry the highest
-    sequence every durable sink has written.
+    Each producer's events are taken strictly in sequence (``Sequencer``): a
+    repeat is dropped (and acknowledged again), a gap is answered with ``nack``
+    so the producer resends from the first missing event. Acknowledgements
+    carry the highest sequence every durable sink has written.
     """
 
     def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine,
@@ -85,9 +80,7 @@ class Collector:
         self.ready = asyncio.Event()
         self._service_fault: BaseException | None = None
         # Restarted over an old --out: continue every producer after what is written.
-        restored = fanout.restored()
-        self._expected: dict[str, int] = {p: seq + 1 for p, seq in restored.items()}
-        self._acked: dict[str, int] = dict(restored)
+        self.sequencer = Sequencer(fanout.restored())
         self._progress = asyncio.Event()
         for worker in fanout.workers:
             worker.on_progress = self._progress.set
@@ -157,7 +150,7 @@ class Collector:
         if self._service_fault is not None:
             raise self._service_fault
         log.info("collector stopped: %d events from %d producers",
-                 self.stats.events, len(self.stats.per_producer))
+                 self.stats.events, len(self.sequencer.per_producer))
 
     def _service_ended(self, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -180,38 +173,13 @@ class Collector:
                 frame.events.clear()
             if frame.faults:
                 self.quarantine.add(identity, raw, frame.faults)
-            accepted = self._in_sequence(sock, identity, frame)
-            if accepted:
-                self._note_runs(sock, accepted)
-                self.stats.events += len(accepted)
-                await self.fanout.put(accepted)
-
-    def _in_sequence(self, sock: zmq.asyncio.Socket, identity: bytes, frame: Frame) -> list[Event]:
-        """The frame's events that continue its producer's stream, each exactly once."""
-        if not frame.events:
-            return []
-        producer = frame.producer
-        # Everything below the producer's base is already written: never expect less.
-        known = self._expected.get(producer, frame.base)
-        if frame.base > known:
-            self.stats.dropped[producer] += frame.base - known
-        expected = max(known, frame.base)
-        accepted: list[Event] = []
-        for event in frame.events:
-            if event.seq < expected:
-                self.stats.duplicates += 1
-                continue
-            if event.seq > expected:
-                self.stats.gaps += 1
-                self._send(sock, identity, "nack", expected)
-                break
-            accepted.append(event)
-            expected += 1
-        self._expected[producer] = expected
-        self.stats.per_producer[producer] += len(accepted)
-        if len(accepted) < len(frame.events) and producer in self._acked:
-            self._send(sock, identity, "ack", self._acked[producer])
-        return accepted
+            sequenced = self.sequencer.accept(frame.producer, frame.base, frame.events)
+            for kind, seq in sequenced.replies:
+                self._send(sock, identity, kind, seq)
+            if sequenced.events:
+                self._note_runs(sock, sequenced.events)
+                self.stats.events += len(sequenced.events)
+                await self.fanout.put(sequenced.events)
 
     def _note_runs(self, sock: zmq.asyncio.Socket, accepted: list[Event]) -> None:
         for event in accepted:
@@ -233,11 +201,8 @@ class Collector:
             self._send_acks(sock)
 
     def _send_acks(self, sock: zmq.asyncio.Socket) -> None:
-        for producer in self._expected:
-            mark = self.fanout.mark(producer)
-            if mark > self._acked.get(producer, -1):
-                self._acked[producer] = mark
-                self._send(sock, producer.encode(), "ack", mark)
+        for producer, mark in self.sequencer.acks_due(self.fanout.mark):
+            self._send(sock, producer.encode(), "ack", mark)
 
     def _send(self, sock: zmq.asyncio.Socket, identity: bytes, kind: str, arg: int | str) -> None:
         # A ROUTER never blocks: a message for a producer that is gone is dropped,
@@ -249,22 +214,25 @@ class Collector:
         """Counters for status, metrics, the throughput log and tests."""
         shown = self.runs.shown()
         received = self.stats.events
+        sequencer = self.sequencer
         return CollectorSnapshot(
-            frames=self.stats.frames, events=received, duplicates=self.stats.duplicates,
-            gaps=self.stats.gaps, quarantined=self.quarantine.frames, refused=self.refusals.total,
+            frames=self.stats.frames, events=received, duplicates=sequencer.duplicates,
+            gaps=sequencer.gaps, quarantined=self.quarantine.frames, refused=self.refusals.total,
             faults=dict(self.quarantine.faults), queue_depth=self.fanout.depth(),
             sinks={w.name: w.snapshot(received) for w in self.fanout.workers},
-            uptime_s=time.monotonic() - self.started, dropped=sum(self.stats.dropped.values()),
+            uptime_s=time.monotonic() - self.started, dropped=sum(sequencer.dropped.values()),
             producers={p: self._producer_snapshot(p, n, shown.get(p))
-                       for p, n in self.stats.per_producer.items()
-                       if p in self._expected and (p in shown or p not in self.runs.runs)},
+                       for p, n in sequencer.per_producer.items()
+                       if p in sequencer.expected and (p in shown or p not in self.runs.runs)},
             bus=self.address)
 
     def _producer_snapshot(self, producer: str, events: int, run: Run | None) -> ProducerSnapshot:
-        last_seq, acked = self._expected[producer] - 1, self._acked.get(producer, -1)
+        sequencer = self.sequencer
+        last_seq, acked = sequencer.expected[producer] - 1, sequencer.acked.get(producer, -1)
+        dropped = sequencer.dropped[producer]
         if run is None:
-            return ProducerSnapshot(events, last_seq, acked, self.stats.dropped[producer], last_seq - acked)
-        return ProducerSnapshot(events, last_seq, acked, self.stats.dropped[producer], last_seq - acked,
+            return ProducerSnapshot(events, last_seq, acked, dropped, last_seq - acked)
+        return ProducerSnapshot(events, last_seq, acked, dropped, last_seq - acked,
                                 tuple(sorted(run.experiments)), run.host, run.pid, run.ended_at is not None)
 
 
