@@ -11,7 +11,7 @@ import os
 import sys
 
 from pipeline.entry.cli import main
-from sinks import SINKS
+from sinks import register_sink
 
 __all__ = ["BENCH_SINKS", "GC_THRESHOLD_ENV", "main"]
 
@@ -19,7 +19,8 @@ BENCH_SINKS = {"slow": "bench.slowsink:SlowSink"}
 GC_THRESHOLD_ENV = "TUNEBUS_BENCH_GC_THRESHOLD"
 
 if __name__ == "__main__":
-    SINKS.update(BENCH_SINKS)
+    for name, target in BENCH_SINKS.items():
+        register_sink(name, target)
     if os.environ.get(GC_THRESHOLD_ENV):
         gc.set_threshold(int(os.environ[GC_THRESHOLD_ENV]), 50, 100)
     sys.exit(main(sys.argv[1:]))

@@ -23,10 +23,12 @@ STOP_TIMEOUT_S = 60.0
 
 
 def available_sinks() -> tuple[str, ...]:
-    """Every sink registered in ``sinks.SINKS`` right now (TensorBoard and Aim once they exist)."""
-    from sinks import SINKS
+    """Every registered sink (entry points in group ``tunebus.sinks``): the collector's defaults first."""
+    from pipeline.collector.config import CollectorConfig
+    from sinks import sink_names
 
-    return tuple(SINKS)
+    defaults: tuple[str, ...] = CollectorConfig.default("sinks")
+    return defaults + tuple(name for name in sink_names() if name not in defaults)
 
 
 def cpu_seconds(proc: psutil.Process) -> float:

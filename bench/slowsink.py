@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.wire.events import Event
-from sinks.base import TrialRef
+from sinks.base import Sink, TrialRef
 from sinks.json import JsonSink
 
 __all__ = ["SLOW_DELAY_ENV", "SlowSink"]
@@ -17,7 +17,7 @@ SLOW_DELAY_ENV = "TUNEBUS_BENCH_SLOW_DELAY_S"
 DEFAULT_DELAY_S = 0.05
 
 
-class SlowSink:
+class SlowSink(Sink):
     """Wraps a JsonSink writing under ``<out>/.slow`` and sleeps ``delay_s`` in every write.
 
     The collector calls ``write_results`` once per trial per batch, so with

@@ -55,13 +55,14 @@ def free_address() -> str:
 async def running_collector(out: Path, address: str, **options: Any) -> AsyncIterator[Collector]:
     """A collector served in-process on ``address`` for the block, stopped (drained) when it ends.
 
-    ``options`` are ``CollectorConfig`` fields; the status socket is off unless
-    ``status_bind`` is given (the default address would be shared by every test).
+    ``options`` are settings by their flat names (``sinks=("json", "aim"), aim_durable=True``);
+    the status socket is off unless ``status_bind`` is given (the default address would be
+    shared by every test).
     """
     from pipeline.collector.assembly import CollectorConfig, build_collector
 
     options.setdefault("status_bind", "")
-    collector = build_collector(CollectorConfig(out=out, bind=address, **options))
+    collector = build_collector(CollectorConfig.from_flat(out=out, bind=address, **options))
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))
     await asyncio.wait_for(collector.ready.wait(), COLLECTOR_START_TIMEOUT_S)
@@ -162,7 +163,7 @@ def written(out: Path) -> list[int]:
 
 # -- sinks that record --------------------------------------------------------------------------
 
-class RecordingSink:
+class RecordingSink(Sink):
     """A sink keeping every call and every result in memory, in order."""
 
     def __init__(self, name: str = "recording", durable: bool = True) -> None:
@@ -206,12 +207,13 @@ class FailingSink(RecordingSink):
         super().write_results(trial, results)
 
 
-class GatedSink:
+class GatedSink(Sink):
     """Forwards to ``to``, but each write waits until ``gate`` is set: a sink as slow as a test wants."""
 
     def __init__(self, to: Sink, gate: threading.Event, timeout_s: float = 60.0) -> None:
         self.to, self.gate, self.timeout_s = to, gate, timeout_s
         self.name, self.durable = to.name, to.durable
+        self.appends, self.rewrites_head = to.appends, to.rewrites_head
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         self.to.open_trial(trial, start)

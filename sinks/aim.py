@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -11,11 +12,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from aim.sdk.run import Run
-from aim.storage.treeutils import encode_tree
 
+from pipeline.collector.settings import Flag, Names, PathKind, Setting, Text
 from pipeline.wire.events import Event
-from sinks.base import TrialRef
+from sinks.base import STATE_DIR, Sink, TrialRef
 from sinks.tune_format import REMOVED_HPARAMS, flatten, split_hparams, tune_tag
 
 __all__ = ["AimSink"]
@@ -30,9 +30,10 @@ Caught here, per result, not left to the collector's poison isolation: Aim canno
 a retried batch tracked before the bad result, so a retry would track those points twice."""
 # The collector's own CPU and terminal are not the trial's: never track them into its run.
 RUN_OPTIONS: dict[str, Any] = {"system_tracking_interval": None, "capture_terminal_logs": False}
+RUNS_FILE = "aim-runs.json"
 
 
-class AimSink:
+class AimSink(Sink):
     """Finite scalars as ``ray/tune/<key>`` with Tune's step, epoch and context; params at start.
 
     Args:
@@ -43,26 +44,49 @@ class AimSink:
             the trial's Tune experiment name.
         durable: make the collector wait for this sink before acknowledging events.
         runs_file: where the run hash of each trial is remembered, so a trial that starts
-            again (restarted by Tune, or after a collector restart) reuses its run.
+            again (restarted by Tune, or after a collector restart) reuses its run
+            (default: ``<out>/.tunebus/aim-runs.json``).
+
+    The ``aim`` package is imported when the sink is built, not when this module is.
     """
 
     name = "aim"
-    appends: tuple[str, ...] = ()
+    durable = False
+    options = (
+        Setting("repo", PathKind(directory=True, metavar="DIR"), None,
+                "one Aim repo for every experiment", default_text="each experiment's folder, as Tune"),
+        Setting("metrics", Names(what="result key"), (),
+                "comma-separated result keys (flattened, no ray/tune/ prefix) to track in Aim",
+                default_text="every finite scalar"),
+        Setting("experiment_name", Text(metavar="NAME"), None,
+                "every Aim run's experiment, as AimLoggerCallback's experiment_name",
+                default_text="the Tune experiment's name"),
+        Setting("durable", Flag(), False,
+                "acknowledge events only once Aim has written them too", default_text="Aim may lag"),
+    )
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        if importlib.util.find_spec("aim") is None:
+            raise ValueError("the aim sink needs the aim package: pip install 'tunebus[aim]'")
 
     def __init__(self, out: Path, repo: Path | str | None = None, metrics: Sequence[str] = (),
                  durable: bool = False, runs_file: Path | None = None,
                  experiment_name: str | None = None) -> None:
+        from aim.sdk.run import Run  # seconds to import: only when an aim sink is built
+
         if isinstance(metrics, str) or not all(isinstance(m, str) and m for m in metrics):
             raise ValueError(f"metrics must be a sequence of non-empty names, got {metrics!r}")
         if experiment_name is not None and not (isinstance(experiment_name, str) and experiment_name.strip()):
             raise ValueError(f"experiment_name must be a non-empty name, got {experiment_name!r}")
+        self._run_class: Any = Run
         self.out = out
         self.repo = Path(repo).expanduser() if repo else None
         self.metrics = frozenset(metrics)
         self.durable = durable
         self.experiment_name = experiment_name
-        self.runs_file = runs_file
-        self._hashes: dict[str, str] = _load(runs_file)
+        self.runs_file = runs_file if runs_file is not None else out / STATE_DIR / RUNS_FILE
+        self._hashes: dict[str, str] = _load(self.runs_file)
         self._runs: dict[tuple[str, str], Any] = {}  # aim.Run objects; aim is untyped
         self._warned: set[str] = set()
         self._said_removed: set[tuple[str, str]] = set()
@@ -73,9 +97,8 @@ class AimSink:
         key = "\x00".join((repo, trial.experiment, trial.trial_id))
         known = self._hashes.get(key)
         # The collector is the only writer of these runs: a lock left by a killed collector is stale.
-        run = Run(known, repo=repo, experiment=self.experiment_name or trial.experiment,
-                  force_resume=known is not None,
-                  **RUN_OPTIONS)
+        run = self._run_class(known, repo=repo, experiment=self.experiment_name or trial.experiment,
+                              force_resume=known is not None, **RUN_OPTIONS)
         if known is None:
             self._remember(key, run.hash)
         payload = start.payload if start is not None else {}
@@ -165,10 +188,10 @@ class AimSink:
 
     def _remember(self, key: str, run_hash: str) -> None:
         self._hashes[key] = run_hash
-        if self.runs_file is not None:
-            tmp = self.runs_file.with_name(self.runs_file.name + ".tmp")
-            tmp.write_bytes(orjson.dumps(self._hashes))
-            os.replace(tmp, self.runs_file)
+        self.runs_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.runs_file.with_name(self.runs_file.name + ".tmp")
+        tmp.write_bytes(orjson.dumps(self._hashes))
+        os.replace(tmp, self.runs_file)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         if kind not in self._warned:
@@ -178,6 +201,8 @@ class AimSink:
 
 def _aim_takes(value: Any) -> bool:
     """Whether Aim can store ``value`` as a param (its own encoder is the judge)."""
+    from aim.storage.treeutils import encode_tree  # aim is imported by then: the sink was built
+
     try:
         for _ in encode_tree(value):
             pass
@@ -199,8 +224,8 @@ def _epoch(result: dict[str, Any]) -> int | None:
     return int(epoch) if isinstance(epoch, (int, np.integer)) and not isinstance(epoch, bool) else None
 
 
-def _load(runs_file: Path | None) -> dict[str, str]:
-    if runs_file is None or not runs_file.exists():
+def _load(runs_file: Path) -> dict[str, str]:
+    if not runs_file.exists():
         return {}
     state = orjson.loads(runs_file.read_bytes())
     return {str(k): str(v) for k, v in state.items()}

@@ -1,20 +1,24 @@
-"""The sink protocol, and the one place that turns a batch of events into sink calls."""
+"""The sink contract, a base class with defaults, and the one place that turns events into sink calls."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from pipeline.collector.settings import Setting
 from pipeline.wire.events import Event, Kind
 
-__all__ = ["LogSink", "Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
+__all__ = ["STATE_DIR", "LogSink", "Setting", "Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
 
 RESULT = Kind.RESULT.value
 START = Kind.TRIAL_START.value
 ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
 EXPERIMENT_END = Kind.EXPERIMENT_END.value
 LOG = Kind.LOG.value
+STATE_DIR = ".tunebus"
+"""Where, under ``--out``, the collector and its sinks keep their own state."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +35,46 @@ class TrialRef:
         return (self.experiment, self.trial_id)
 
 
-class Sink(Protocol):
-    """What a sink does: open a trial, write a batch of its results, close it, flush."""
+def _nothing_to_settle(path: Path, size: int) -> None:
+    """Without a ledger nothing needs to know a size before a cut."""
 
-    name: str
-    durable: bool
-    """Whether the collector waits for this sink before acknowledging events."""
+
+class Sink:
+    """The sink contract: everything the collector calls on a sink or reads from it.
+
+    A sink is built as ``cls(out, **options)``: ``out`` is the collector's ``--out``,
+    ``options`` the values of the settings the class declares in ``options`` (each a
+    ``Setting``; ``repo`` of a sink ``aim`` is ``--aim-repo`` on the command line and
+    ``repo`` in a ``[sinks.aim]`` TOML table). A sink may keep its own state in
+    ``<out>/.tunebus/`` (``STATE_DIR``), in files named after itself. It is registered
+    by an entry point in group ``tunebus.sinks`` (see ``sinks/__init__.py``).
+
+    The collector calls the methods from one thread per sink, never two at once, and
+    only reads the attributes below; subclasses override what differs from the defaults.
+    """
+
+    name: str = ""
+    """The name it is asked for by: ``--sinks json,csv``."""
+    durable: bool = True
+    """Whether the collector waits for this sink before acknowledging events (then a ledger
+    makes its writes exactly-once); a sink that is not durable lags behind with a backlog."""
+    appends: tuple[str, ...] = ()
+    """Glob patterns of the per-trial files this sink only appends to (the ledger cuts them
+    back to what was acknowledged after a crash)."""
+    rewrites_head: bool = False
+    """Whether the sink may rewrite an appended file from its start (CSV widening its header)."""
+    options: ClassVar[tuple[Setting, ...]] = ()
+    """The settings this sink takes as keyword arguments, declared once."""
+    bytes_written: int | None = None
+    """Bytes handed to files so far, for status and metrics; None: this sink does not count them."""
+    settle: Callable[[Path, int], None] = staticmethod(_nothing_to_settle)
+    """Set by the collector for a durable sink (its ledger's ``settle``): a sink about to cut a
+    file it appends to (a restored trial's rows moved aside) calls it first with the size it keeps."""
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """Raise ValueError with one line if this sink cannot run with ``options`` (already typed
+        and in bounds), e.g. a missing optional package; called before anything is built."""
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         """Get ready for ``trial``; ``start`` is None when results come before any start."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.wire.events import Event
-from sinks.base import TrialRef
+from sinks.base import Sink, TrialRef
 from sinks.lineage import ITERATION, Settle, csv_rows, iteration, last_line, move_tail, rewinds
 from sinks.tune_format import flatten
 
@@ -122,7 +122,7 @@ def _read_header(path: Path) -> list[str]:
         return next(csv.reader(f), [])
 
 
-class CsvSink:
+class CsvSink(Sink):
     """Flattened results (``/`` between nested keys, ``config`` left out), one row each.
 
     One lineage per ``progress.csv``, as in ``JsonSink``: rows a restored trial
@@ -130,15 +130,13 @@ class CsvSink:
     """
 
     name = "csv"
-    durable = True
     appends = (PROGRESS_FILE, ORPHANED_FILE)
     rewrites_head = True
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.settle: Settle = _nothing_to_settle
         self._trials: dict[tuple[str, str], _TrialCsv] = {}
-        self.bytes_written = 0
+        self.bytes_written: int = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
@@ -164,7 +162,3 @@ class CsvSink:
             self.bytes_written += trial.take_written()
             trial.file.close()
         self._trials.clear()
-
-
-def _nothing_to_settle(path: Path, size: int) -> None:
-    """Without a ledger nothing needs to know a size before a cut."""

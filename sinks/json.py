@@ -12,8 +12,8 @@ from typing import IO, Any
 import orjson
 
 from pipeline.wire.events import Event
-from sinks.base import TrialRef
-from sinks.lineage import ITERATION, Settle, iteration, json_rows, last_line, move_tail, rewinds
+from sinks.base import Sink, TrialRef
+from sinks.lineage import ITERATION, iteration, json_rows, last_line, move_tail, rewinds
 from sinks.tune_format import json_line, params_json
 
 __all__ = ["JsonSink"]
@@ -26,7 +26,7 @@ ERROR_FILE = "error.txt"
 ORPHANED_FILE = "result.orphaned.json"
 
 
-class JsonSink:
+class JsonSink(Sink):
     """One ``result.json`` line per reported result; params written when a trial starts.
 
     A trial's ``result.json`` holds one lineage: when a result's ``training_iteration``
@@ -36,18 +36,16 @@ class JsonSink:
     """
 
     name = "json"
-    durable = True
     appends = ("result.json", WORKER_LOG_FILE, ORPHANED_FILE)
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self.settle: Settle = _nothing_to_settle
         self._files: dict[tuple[str, str], IO[bytes]] = {}
         self._last: dict[tuple[str, str], int | None] = {}
         self._started: set[tuple[str, str]] = set()
         self._logs: dict[tuple[str, str], IO[bytes]] = {}
         self._dirty: set[tuple[str, str]] = set()
-        self.bytes_written = 0
+        self.bytes_written: int = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
@@ -133,10 +131,6 @@ def _last_iteration(path: Path) -> int | None:
         return iteration(orjson.loads(line).get(ITERATION)) if line else None
     except (orjson.JSONDecodeError, AttributeError):
         return None
-
-
-def _nothing_to_settle(path: Path, size: int) -> None:
-    """Without a ledger nothing needs to know a size before a cut."""
 
 
 def _log_line(event: Event) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from tensorboardX.proto.event_pb2 import SessionLog
 from tensorboardX.proto.summary_pb2 import Summary
 
 from pipeline.wire.events import Event
-from sinks.base import TrialRef
+from sinks.base import Sink, TrialRef
 from sinks.tune_format import REMOVED_HPARAMS, flatten, split_hparams, tune_tag
 
 __all__ = ["EventFile", "TensorBoardSink", "record"]
@@ -131,11 +131,10 @@ def _last_result_step(directory: Path) -> int | None:
     return last
 
 
-class TensorBoardSink:
+class TensorBoardSink(Sink):
     """Scalars, images, videos and histograms per result; hparams plugin data at trial end."""
 
     name = "tensorboard"
-    durable = True
     appends = ("events.out.tfevents.*",)
 
     def __init__(self, out: Path) -> None:
@@ -145,10 +144,7 @@ class TensorBoardSink:
         self._warned: set[str] = set()
         self._said_removed: set[tuple[str, str]] = set()
         self._closed_bytes = 0
-
-    @property
-    def bytes_written(self) -> int:
-        return self._closed_bytes + sum(log_.file.bytes_written for log_ in self._trials.values())
+        self.bytes_written: int = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
@@ -211,16 +207,24 @@ class TensorBoardSink:
         finally:
             log_.file.close()
             self._closed_bytes += log_.file.bytes_written
+            self._count()
 
     def flush(self) -> None:
         for log_ in self._trials.values():
             log_.file.flush()
+        self._count()
 
     def close(self) -> None:
         for log_ in self._trials.values():
             log_.file.close()
             self._closed_bytes += log_.file.bytes_written
         self._trials.clear()
+        self._count()
+
+    def _count(self) -> None:
+        """``bytes_written``: files only grow when they flush or close."""
+        open_bytes = sum(log_.file.bytes_written for log_ in self._trials.values())
+        self.bytes_written = self._closed_bytes + open_bytes
 
     def _event(self, result: dict[str, Any], log_: _TrialLog) -> TbEvent | None:
         """One Event with every value Tune would write for ``result``; None when there is none."""

@@ -2,46 +2,96 @@
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline.collector.assembly import CollectorConfig
+from pipeline.collector.config import collector_settings
+from pipeline.entry.cli import main
 from pipeline.testing import run_cli
 
 
-def test_help_lists_every_command_and_collect_flag() -> None:
-    """--help names the commands, and collect --help every flag with its default."""
-    top = run_cli("--help")
-    assert top.returncode == 0
-    for command in ("collect", "demo", "replay", "keygen"):
-        assert command in top.stdout
-    collect = " ".join(run_cli("collect", "--help").stdout.split())
-    flags = ["--" + f.name.replace("_", "-") for f in dataclasses.fields(CollectorConfig)]
-    for flag in [*flags, "--log-level", "--config"]:
-        assert flag in collect, f"CollectorConfig.{flag} has no flag"
-    assert collect.count("(default: ") >= len(flags) - 4  # the key and repo paths have none
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``tunebus ARGS`` in this process, for commands that end before starting anything: status, out, err."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("args", [
-    ("collect", "--sinks", "json,nope"),
-    ("collect", "--max-queue-events", "0"),
-    ("collect", "--batch-linger-s", "-1"),
-    ("collect", "--bind", "http://x"),
-    ("collect", "--no-such-flag"),
-    ("collect", "--curve-secret-key", "k"),
-    ("replay", "/no/such/spool", "--to", "tcp://127.0.0.1:9"),
-    ("frobnicate",),
+def _documented(help_text: str) -> dict[str, str]:
+    """Each argument in ``help_text``'s usage (flags and positionals), mapped to the text documenting it."""
+    usage, body = help_text.split("\n\n", 1)
+    entries: list[list[str]] = []
+    for line in body.splitlines():
+        if re.match(r"^  \S", line):
+            entries.append([line.strip()])
+        elif line.startswith("    ") and entries:
+            entries[-1].append(line.strip())
+    documented = {}
+    for entry in entries:
+        invocation, _, text = entry[0].partition("  ")
+        for name in re.findall(r"-{0,2}[a-z][a-z0-9_-]*", invocation):
+            documented[name] = " ".join([text.strip(), *entry[1:]]).strip()
+    command = " ".join(usage.split()).split(" ", 3)[3]
+    return {name: documented.get(name, "") for name in re.findall(r"-{0,2}[a-z][a-z0-9_-]*", command)}
+
+
+def test_help_documents_every_flag_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help names every command, and each command's help documents every argument it accepts."""
+    code, top, _ = _cli(capsys, "--help")
+    assert code == 0
+    commands = re.search(r"\{([a-z,]+)\}", top)
+    assert commands is not None
+    names = commands.group(1).split(",")
+    assert set(names) == {"collect", "demo", "replay", "keygen", "bench", "status"}
+    for command in names:
+        code, out, _ = _cli(capsys, command, "--help")
+        assert code == 0
+        documented = _documented(out)
+        assert len(documented) >= 3, (command, out)
+        for flag, text in documented.items():
+            assert len(text) > 10, f"tunebus {command} {flag} is not documented"
+
+
+def test_collect_help_has_every_declared_setting_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every collector setting and sink option has its flag in collect --help, with its default."""
+    documented = _documented(_cli(capsys, "collect", "--help")[1])
+    for declared in collector_settings():
+        text = documented[declared.flag]
+        assert declared.help in text and "(default: " in text, (declared.flag, text)
+    assert "one or more of aim, csv, json, tensorboard" in documented["--sinks"]
+    assert set(documented) == {"-h", "--config", *(s.flag for s in collector_settings())}
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("collect", "--sinks", "json,nope"), "--sinks: unknown sink 'nope'; choose from aim, csv, json"),
+    (("collect", "--max-queue-events", "0"), "--max-queue-events: expected an integer >= 1, got '0'"),
+    (("collect", "--batch-linger-s", "-1"), "--batch-linger-s: expected a number >= 0, got '-1'"),
+    (("collect", "--bind", "http://x"), "--bind: expected an address like tcp://127.0.0.1:5555"),
+    (("collect", "--no-such-flag"), "tunebus collect: error: unrecognized arguments: --no-such-flag"),
+    (("collect", "--curve-secret-key", "k"), "--curve-secret-key and --curve-clients go together"),
+    (("collect", "--aim-durable"), "--aim-durable for the aim sink, which is not in sinks"),
+    (("replay", "/no/such/spool", "--to", "tcp://127.0.0.1:9"), "tunebus replay: error:"),
+    (("status", "--timeout-s", "abc"), "status: error: --timeout-s: expected a number >= 0, got 'abc'"),
+    (("demo", "--trials", "0"), "tunebus demo: error: --trials: expected an integer >= 1, got '0'"),
+    (("frobnicate",), "tunebus: error: command: invalid choice: 'frobnicate'"),
+    (("--frobnicate",), "tunebus: error: unrecognized arguments: --frobnicate"),
+    ((), "tunebus: error: choose a command: collect, demo, replay, keygen, bench, status"),
 ])
-def test_bad_input_exits_non_zero_with_one_line(args: tuple[str, ...]) -> None:
-    """Each bad flag or value: exit status 2, and exactly one line on stderr."""
-    done = run_cli(*args)
-    assert done.returncode == 2
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "error" in done.stderr
+def test_bad_input_exits_non_zero_with_one_line(capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
+                                                says: str) -> None:
+    """Each bad flag or value: exit status 2, and exactly one line on stderr naming the flag as typed."""
+    code, _, err = _cli(capsys, *args)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert says in err, err
+    assert "invalid _" not in err and "required: command" not in err
 
 
 def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:

@@ -1,8 +1,7 @@
-"""tunebus collect --config FILE.toml: every flag from the file, flags win, bad files are one line."""
+"""tunebus collect --config FILE.toml: every setting from the file, flags win, bad files are one line."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -12,18 +11,31 @@ from typing import Any
 
 import pytest
 
-from pipeline.entry.cli import parser
-from pipeline.entry.config_file import toml_defaults
-from pipeline.testing import free_address, run_cli, wait_for
+from pipeline.collector.assembly import batch_policy
+from pipeline.collector.config import CollectorConfig, collector_settings, settings_argv
+from pipeline.collector.settings import Choice, Flag, Integer, Names, Number, Setting, Text
+from pipeline.collector.sink_worker import BatchPolicy
+from pipeline.entry.cli import main, parser
+from pipeline.entry.config_file import read_config
+from pipeline.testing import free_address, wait_for
 
-SAMPLES = {"metrics_port": 9100}
-"""TOML values for flags whose default is None or empty (any other such flag gets a plain word)."""
 
-
-def _collect_parser() -> argparse.ArgumentParser:
-    commands = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
-    collect: argparse.ArgumentParser = commands.choices["collect"]
-    return collect
+def _sample(setting: Setting) -> Any:
+    """A value for ``setting`` that is not its default (the sinks include aim, for aim's options)."""
+    kind = setting.kind
+    if isinstance(kind, Flag):
+        return True
+    if isinstance(kind, Integer):
+        return (kind.minimum or 0) + 7
+    if isinstance(kind, Number):
+        return 2.5
+    if isinstance(kind, Choice):
+        return kind.options[0]
+    if isinstance(kind, Names):
+        return ("json", "aim") if kind.known is not None else ("loss", "acc")
+    if isinstance(kind, Text) and kind.prefixes:
+        return "tcp://127.0.0.1:7"
+    return "somewhere"
 
 
 def _toml(value: Any) -> str:
@@ -36,28 +48,28 @@ def _toml(value: Any) -> str:
     return json.dumps(str(value))
 
 
-@pytest.mark.parametrize("spelling", ["dashes", "underscores"])
-def test_every_collect_flag_can_come_from_the_file(tmp_path: Path, spelling: str) -> None:
-    """A file naming every collect flag parses to what the same values give on the command line."""
-    collect = _collect_parser()
-    actions = [a for a in collect._actions if a.option_strings and a.dest not in ("help", "config")]
-    values = {a.dest: True if a.nargs == 0 else a.default if a.default not in (None, ())
-              else SAMPLES.get(a.dest, "somewhere") for a in actions}
-    key = (lambda d: d.replace("_", "-")) if spelling == "dashes" else (lambda d: d)
+def _parsed(argv: list[str]) -> CollectorConfig:
+    """``tunebus collect ARGV`` as the command builds its configuration."""
+    given = vars(parser().parse_args(["collect", *argv]))
+    return CollectorConfig.from_flat(**{k: v for k, v in given.items() if k not in ("command", "config")})
+
+
+@pytest.mark.parametrize("spelling", ["dashes", "underscores", "sink tables"])
+def test_every_collect_setting_can_come_from_the_file(tmp_path: Path, spelling: str) -> None:
+    """A file naming every declared setting reads as the same values given as flags on the command line."""
+    values = {s.key: _sample(s) for s in collector_settings()}
+    lines = [f"{k.replace('_', '-') if spelling == 'dashes' else k} = {_toml(v)}\n" for k, v in values.items()
+             if spelling != "sink tables" or not k.startswith("aim_")]
+    if spelling == "sink tables":
+        lines.insert(0, "[collect]\n")
+        lines += ["[sinks.aim]\n", *(f"{k[4:]} = {_toml(v)}\n" for k, v in values.items()
+                                     if k.startswith("aim_"))]
     path = tmp_path / "collect.toml"
-    path.write_text("".join(f"{key(d)} = {_toml(v)}\n" for d, v in values.items()))
-    from_file = toml_defaults(path, collect)
-    argv: list[str] = []
-    for action in actions:
-        value = values[action.dest]
-        if action.nargs == 0:
-            argv.append(action.option_strings[0])
-        else:
-            text = ",".join(value) if isinstance(value, tuple) else str(value)
-            argv += [action.option_strings[0], text]
-    from_flags = vars(collect.parse_args(argv))
-    assert set(from_file) == {a.dest for a in actions}
-    assert from_file == {d: from_flags[d] for d in from_file}
+    path.write_text("".join(lines))
+    from_file = read_config(path)
+    assert set(from_file) == set(values)
+    from_flags = vars(parser().parse_args(["collect", *settings_argv(**values)]))
+    assert from_file == {k: v for k, v in from_flags.items() if k not in ("command", "config")}
 
 
 def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: Path) -> None:
@@ -92,30 +104,93 @@ def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: P
     assert f"status_bind='{status_bind}'" in effective
 
 
+def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    """``tunebus ARGV`` in this process (for argv that fail before anything starts): status, stderr lines."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
 @pytest.mark.parametrize(("text", "says"), [
-    ("no_such_flag = 1\n", "unknown key 'no_such_flag'"),
-    ("max-queue-events = 0\n", "max-queue-events = 0: must be at least 1"),
-    ("batch_linger_s = \"soon\"\n", "batch_linger_s = 'soon'"),
-    ("aim-durable = \"yes\"\n", "aim-durable must be true or false"),
-    ("log-level = \"LOUD\"\n", "choose from"),
-    ("sinks = [\"json\", \"nope\"]\n", "unknown sink 'nope'"),
-    ("metrics-port = 70000\n", "must be a port 0..65535"),
-    ("bind = [1, 2]\n", "must be a string, a number or a list of strings"),
+    ("no_such_flag = 1\n", "unknown key 'no_such_flag'; known keys: out, bind, sinks, max-queue-events"),
+    ("max-queue-events = 0\n", "max-queue-events: expected an integer >= 1, got 0"),
+    ("batch_linger_s = \"soon\"\n", "batch_linger_s: expected a number >= 0, got 'soon'"),
+    ("aim-durable = \"yes\"\n", "aim-durable: expected true or false, got 'yes'"),
+    ("log-level = \"LOUD\"\n", "log-level: expected one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'"),
+    ("sinks = [\"json\", \"nope\"]\n", "sinks: unknown sink 'nope'; choose from aim, csv, json, tensorboard"),
+    ("metrics-port = 70000\n", "metrics-port: expected an integer 0..65535, got 70000"),
+    ("bind = [1, 2]\n", "bind: expected an address like tcp://127.0.0.1:5555, got [1, 2]"),
     ("bind = \n", "not valid TOML"),
+    ("[sinks.aim]\nrepos = \"r\"\n", "[sinks.aim]: unknown key 'repos'; known keys: repo, metrics, durable"),
+    ("[sinks.nope]\nx = 1\n", "[sinks.nope]: unknown sink 'nope'; choose from aim, csv, json, tensorboard"),
+    ("[sinks.aim]\nmetrics = [1]\n", "[sinks.aim] metrics: expected comma-separated result keys, got [1]"),
+    ("aim-repo = \"a\"\n[sinks.aim]\nrepo = \"b\"\n", "aim-repo is given twice, flat and in [sinks.aim]"),
+    ("[sinks.aim]\nrepo = \"r\"\n", "--aim-repo for the aim sink, which is not in sinks (json,csv,"),
+    ("bind = \"tcp://127.0.0.1:1\"\n[collect]\nbind = \"tcp://127.0.0.1:2\"\n",
+     "bind is given both at the top level and under [collect]"),
 ])
-def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, text: str, says: str) -> None:
-    """Each bad key, value or syntax: exit status 2 and one error line that says what is wrong."""
+def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
+                                           says: str) -> None:
+    """Each bad key, value, table or syntax: exit status 2 and one error line that says what is wrong."""
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    done = run_cli("collect", "--config", str(path), "--out", str(tmp_path / "out"))
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
+    code, lines = _main(["collect", "--config", str(path), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
     assert len(lines) == 1 and lines[0].startswith("tunebus collect: error:") and says in lines[0], lines
 
 
-def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
+def test_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--config naming no file: exit status 2 and one line naming it."""
-    done = run_cli("collect", "--config", str(tmp_path / "nope.toml"))
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    code, lines = _main(["collect", "--config", str(tmp_path / "nope.toml")], capsys)
+    assert code == 2
+    assert lines == [
         f"tunebus collect: error: cannot read config '{tmp_path / 'nope.toml'}': No such file or directory"]
+
+
+def test_a_collect_table_sits_beside_sink_tables_and_top_level_keys(tmp_path: Path) -> None:
+    """[collect] next to [sinks.aim] and a top-level key: all read; aim's table gives aim's options."""
+    path = tmp_path / "collect.toml"
+    path.write_text(f'log-level = "DEBUG"\n[collect]\nout = "{tmp_path}"\nsinks = ["json", "aim"]\n'
+                    f'[sinks.aim]\nrepo = "{tmp_path / "aim"}"\nmetrics = ["loss"]\ndurable = true\n')
+    config = CollectorConfig.from_flat(**read_config(path))
+    assert (config.out, config.sinks, config.log_level) == (tmp_path, ("json", "aim"), "DEBUG")
+    assert config.sink_options == {"json": {}, "aim": {"repo": tmp_path / "aim", "metrics": ("loss",),
+                                                       "durable": True}}
+
+
+def test_flat_aim_flags_fill_the_same_options_as_the_sink_table(tmp_path: Path) -> None:
+    """--aim-repo, --aim-metrics and --aim-durable on the command line give what [sinks.aim] gives."""
+    config = _parsed(["--out", str(tmp_path), "--sinks", "json,aim", "--aim-repo", str(tmp_path / "aim"),
+                      "--aim-metrics", "loss", "--aim-durable"])
+    path = tmp_path / "collect.toml"
+    path.write_text(f'[collect]\nout = "{tmp_path}"\nsinks = ["json", "aim"]\n'
+                    f'[sinks.aim]\nrepo = "{tmp_path / "aim"}"\nmetrics = ["loss"]\ndurable = true\n')
+    assert config == CollectorConfig.from_flat(**read_config(path))
+    assert config.sink_options["aim"] == {"repo": tmp_path / "aim", "metrics": ("loss",), "durable": True}
+
+
+def test_defaults_come_from_the_declarations(tmp_path: Path) -> None:
+    """No flag given: every setting is its declared default, and the batch policy is built from them."""
+    config = _parsed(["--out", str(tmp_path)])
+    for declared in collector_settings(with_sinks=False):
+        if declared.name != "out":
+            assert getattr(config, declared.name) == declared.default, declared.name
+    assert batch_policy(config) == BatchPolicy(config.batch_max_events, config.batch_linger_s,
+                                               config.max_queue_events)
+
+
+def test_the_ray_actor_takes_the_same_settings_and_checks_them_before_starting(tmp_path: Path) -> None:
+    """start_collector_on_ray's keyword settings become collect flags that parse to the same config."""
+    from pipeline.entry.ray_actor import start_collector_on_ray
+
+    settings = {"sinks": ("json", "aim"), "max_queue_events": 10, "batch_linger_s": 0.2,
+                "aim_metrics": ("loss",), "aim_durable": True, "log_level": "DEBUG"}
+    argv = settings_argv(**settings)
+    assert "--aim-durable" in argv and argv[argv.index("--max-queue-events") + 1] == "10"
+    assert _parsed(["--out", str(tmp_path), *argv]) == CollectorConfig.from_flat(out=tmp_path, **settings)
+    with pytest.raises(ValueError, match="max_queue_events: expected an integer >= 1, got 0"):
+        start_collector_on_ray(tmp_path, max_queue_events=0)
+    with pytest.raises(ValueError, match="unknown setting 'max_queue'; known settings: out, bind, sinks"):
+        start_collector_on_ray(tmp_path, max_queue=10)

@@ -56,7 +56,7 @@ def test_bounds_are_checked_with_the_bad_value() -> None:
     with pytest.raises(ValueError, match="max_events must be at least 1, got 0"):
         EventQueue(0)
     with pytest.raises(ValueError, match="batch and queue sizes must be at least 1.*max_events=0"):
-        BatchPolicy(max_events=0)
+        BatchPolicy(max_events=0, linger_s=0.0, max_queue_events=1)
 
 
 async def test_a_failing_sink_is_retried_and_holds_back_only_its_own_mark(tmp_path: Path) -> None:

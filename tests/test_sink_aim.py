@@ -138,17 +138,24 @@ def test_collector_config_checks_and_passes_the_aim_options(tmp_path: Path) -> N
     """Aim options need aim in sinks, metric names must be non-empty; valid ones reach the sink."""
     from pipeline.collector.assembly import CollectorConfig
 
-    with pytest.raises(ValueError, match="needs aim in sinks"):
-        CollectorConfig(out=tmp_path, aim_durable=True)
-    with pytest.raises(ValueError, match="' '"):
-        CollectorConfig(out=tmp_path, sinks=("json", "aim"), aim_metrics=("loss", " "))
-    with pytest.raises(ValueError, match="aim_experiment_name must be a non-empty name, got ''"):
-        CollectorConfig(out=tmp_path, sinks=("aim",), aim_experiment_name="")
-    with pytest.raises(ValueError, match="needs aim in sinks"):
-        CollectorConfig(out=tmp_path, aim_experiment_name="custom")
-    config = CollectorConfig(out=tmp_path, sinks=("aim",), aim_repo=tmp_path / "r",
-                             aim_metrics=("loss",), aim_durable=True, aim_experiment_name="custom")
-    sink = make_sink("aim", tmp_path, **config.sink_options("aim"))
+    with pytest.raises(ValueError, match="--aim-durable for the aim sink, which is not in sinks"):
+        CollectorConfig.from_flat(out=tmp_path, aim_durable=True)
+    with pytest.raises(ValueError, match="--aim-experiment-name for the aim sink, which is not in sinks"):
+        CollectorConfig.from_flat(out=tmp_path, aim_experiment_name="custom")
+    with pytest.raises(ValueError, match="aim_metrics: expected comma-separated result keys, got"):
+        CollectorConfig.from_flat(out=tmp_path, sinks=("json", "aim"), aim_metrics=("loss", " "))
+    with pytest.raises(ValueError, match="aim_experiment_name: expected a non-empty string, got ''"):
+        CollectorConfig.from_flat(out=tmp_path, sinks=("aim",), aim_experiment_name="")
+    with pytest.raises(ValueError, match="aim_repo: expected a directory, got the file"):
+        (tmp_path / "file").touch()
+        CollectorConfig(out=tmp_path, sinks=("aim",), sink_options={"aim": {"repo": tmp_path / "file"}})
+    config = CollectorConfig.from_flat(out=tmp_path, sinks=("json", "aim"), aim_repo=tmp_path / "r",
+                                       aim_metrics=("loss",), aim_durable=True, aim_experiment_name="custom")
+    assert config == CollectorConfig(out=tmp_path, sinks=("json", "aim"), sink_options={
+        "aim": {"repo": str(tmp_path / "r"), "metrics": ["loss"], "durable": True,
+                "experiment_name": "custom"}})
+    sink = make_sink("aim", tmp_path, **config.sink_options["aim"])
     assert isinstance(sink, AimSink) and sink.durable and sink.metrics == {"loss"}
     assert sink.experiment_name == "custom"
-    assert sink.repo == tmp_path / "r" and config.sink_options("json") == {}
+    assert sink.repo == tmp_path / "r" and config.sink_options["json"] == {}
+    assert sink.runs_file == tmp_path / ".tunebus" / "aim-runs.json"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import msgpack
 
-from pipeline.wire.events import SchemaError
+from pipeline.wire.codec import encode_stored
+from pipeline.wire.events import Event, SchemaError
 
 __all__ = ["Quarantine", "read_quarantine"]
 
@@ -49,6 +50,11 @@ class Quarantine:
         with self.path.open("ab") as f:
             f.write(record)
         self.kept_bytes += len(record)
+
+    def add_refused(self, sink: str, event: Event, exc: Exception) -> None:
+        """An event ``sink`` cannot write because of its data: kept as a bad frame is."""
+        fault = SchemaError("sink-refused", f"{sink}: {type(exc).__name__}: {exc}"[:300])
+        self.add(event.producer.encode(), encode_stored(event), [fault])
 
 
 def read_quarantine(path: Path) -> list[list[object]]:

@@ -21,7 +21,7 @@ from pipeline.collector.refusals import Refusals
 from pipeline.collector.runs import NOTED_KINDS, Run, RunBook
 from pipeline.collector.sequencer import Sequencer
 from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot
-from pipeline.wire.codec import decode_frame, encode_control, encode_stored
+from pipeline.wire.codec import decode_frame, encode_control
 from pipeline.wire.events import Event, SchemaError
 from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator, watch_handshakes
 
@@ -60,10 +60,10 @@ class Collector:
     carry the highest sequence every durable sink has written.
     """
 
-    def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine,
-                 max_message_bytes: int = 64 * 1024 * 1024,
-                 services: Sequence[Service] = (), curve: CurveServer | None = None,
-                 out: Path | None = None, lock: OutLock | None = None) -> None:
+    def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine, max_message_bytes: int,
+                 acks_due: asyncio.Event, services: Sequence[Service] = (),
+                 curve: CurveServer | None = None, out: Path | None = None,
+                 lock: OutLock | None = None) -> None:
         self.bind = bind
         self.lock = lock
         self.fanout = fanout
@@ -81,10 +81,8 @@ class Collector:
         self._service_fault: BaseException | None = None
         # Restarted over an old --out: continue every producer after what is written.
         self.sequencer = Sequencer(fanout.restored())
-        self._progress = asyncio.Event()
-        for worker in fanout.workers:
-            worker.on_progress = self._progress.set
-            worker.on_poison = self._poisoned
+        self._acks_due = acks_due
+        """Set by the sink workers (wired by ``build_collector``) when a batch is written."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set; returns once everything received is written.
@@ -189,15 +187,10 @@ class Collector:
             producer, text = self.runs.notices.pop()
             self._send(sock, producer.encode(), "warn", text)
 
-    def _poisoned(self, sink: str, event: Event, exc: Exception) -> None:
-        """An event a sink cannot write because of its data: quarantined, as a bad frame is."""
-        fault = SchemaError("sink-refused", f"{sink}: {type(exc).__name__}: {exc}"[:300])
-        self.quarantine.add(event.producer.encode(), encode_stored(event), [fault])
-
     async def _ack_loop(self, sock: zmq.asyncio.Socket) -> None:
         while True:
-            await self._progress.wait()
-            self._progress.clear()
+            await self._acks_due.wait()
+            self._acks_due.clear()
             self._send_acks(sock)
 
     def _send_acks(self, sock: zmq.asyncio.Socket) -> None:

@@ -45,11 +45,14 @@ class SinkStats:
 
 @dataclass(frozen=True, slots=True)
 class BatchPolicy:
-    """When a sink writes: after ``max_events`` events or ``linger_s`` after the first."""
+    """When a sink writes: after ``max_events`` events or ``linger_s`` after the first.
 
-    max_events: int = 5_000
-    linger_s: float = 0.05
-    max_queue_events: int = 200_000
+    Its values are the collector's settings, declared once in ``CollectorConfig``.
+    """
+
+    max_events: int
+    linger_s: float
+    max_queue_events: int
 
     def __post_init__(self) -> None:
         if self.max_events < 1 or self.max_queue_events < 1:
@@ -64,7 +67,7 @@ class SinkWorker:
 
     sink: Sink
     trials: TrialFiles
-    policy: BatchPolicy = field(default_factory=BatchPolicy)
+    policy: BatchPolicy
     filters: Sequence[Filter] = ()
     durable: bool = True
     on_progress: Callable[[], None] = lambda: None
@@ -100,7 +103,7 @@ class SinkWorker:
             events=self.stats.events, batches=self.stats.batches, errors=self.stats.errors,
             poisoned=self.stats.poisoned, queued=len(self.queue), lag=received - self.stats.events,
             busy_s=self.stats.busy_s, durable=self.durable, last_error=self.stats.last_error,
-            bytes=getattr(self.sink, "bytes_written", None),
+            bytes=self.sink.bytes_written,
             backlog=len(backlog) if backlog is not None else 0,
             backlog_unreadable=backlog.unreadable if backlog is not None else 0,
             filters=tuple(str(f) for f in self.filters))

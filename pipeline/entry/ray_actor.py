@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "tunebus"
 DEFAULT_NAME = "tunebus-collector"
-DEFAULT_SINKS = ("json", "csv", "tensorboard")
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 MAX_RESTARTS = 5
@@ -59,8 +58,8 @@ class CollectorProcess:
     it SIGTERM. One thread owns the child: it starts it, waits on it, restarts it.
     """
 
-    def __init__(self, name: str, out: str, bind: str | None, sinks: Sequence[str],
-                 status_bind: str | None, collect_args: Sequence[str]) -> None:
+    def __init__(self, name: str, out: str, bind: str | None, status_bind: str | None,
+                 collect_args: Sequence[str]) -> None:
         import ray
 
         self.name, self.out = name, str(Path(out).expanduser())
@@ -70,8 +69,7 @@ class CollectorProcess:
         host = self.bind.removeprefix("tcp://").rsplit(":", 1)[0]
         self.status_bind, self.status_address = _resolve(status_bind or f"tcp://{host}:0", ip)
         self.command = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", self.bind,
-                        "--out", self.out, "--sinks", ",".join(sinks),
-                        "--status-bind", self.status_bind, *collect_args]
+                        "--out", self.out, "--status-bind", self.status_bind, *collect_args]
         self.restarts = 0
         self.failure = ""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -192,13 +190,15 @@ def head_node_id() -> str:
     raise RuntimeError("no live head node in ray.nodes()")
 
 
-def start_collector_on_ray(out: str | Path, bind: str | None = None,
-                           sinks: Sequence[str] = DEFAULT_SINKS, name: str = DEFAULT_NAME,
+def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: str = DEFAULT_NAME,
                            node: str | None = None, status_bind: str | None = None,
-                           collect_args: Sequence[str] = ()) -> RayCollector:
+                           collect_args: Sequence[str] = (), **settings: Any) -> RayCollector:
     """Start (or find, by ``name``) a detached collector actor pinned to ``node`` (default: head).
 
-    ``bind`` defaults to the node's IP on a free port; binding all interfaces
+    ``settings`` are any of ``tunebus collect``'s, by their keyword names
+    (``sinks=("json", "csv")``, ``max_queue_events=...``, ``aim_repo=...``), checked
+    here before anything starts; ``collect_args`` are further raw flags. ``bind``
+    defaults to the node's IP on a free port; binding all interfaces
     (``tcp://0.0.0.0:5555``) returns the node's IP in ``address``. The actor
     outlives this driver; the next driver calling this with the same name gets
     the running collector (and a warning if it writes elsewhere). ``out`` is a
@@ -207,11 +207,14 @@ def start_collector_on_ray(out: str | Path, bind: str | None = None,
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from pipeline.collector.config import settings_argv
+
+    args = [*settings_argv(**settings), *collect_args]
     actor: Any = ray.remote(CollectorProcess).options(
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=4,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node or head_node_id(), soft=False),
-    ).remote(name, str(out), bind, tuple(sinks), status_bind, tuple(collect_args))
+    ).remote(name, str(out), bind, status_bind, tuple(args))
     info: dict[str, Any] = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
     found = RayCollector(**info)
     if found.out != str(Path(out).expanduser()):

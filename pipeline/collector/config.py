@@ -1,0 +1,175 @@
+"""Every collector setting, declared once, and the configuration that checks itself against them.
+
+Each field of ``CollectorConfig`` is a ``Setting`` (kind, bounds, default, help);
+each sink declares its own options (``Sink.options``). ``collector_settings``
+lists both, flat: the command line's flags, the TOML reader, ``--help``, the
+effective-config line and the Ray actor's arguments are all derived from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.collector.settings import (
+    Choice,
+    Integer,
+    Names,
+    Number,
+    PathKind,
+    Setting,
+    Text,
+    declared,
+    setting,
+)
+from pipeline.wire.sockets import DEFAULT_ADDRESS, DEFAULT_STATUS_ADDRESS
+from sinks import sink_class, sink_names
+
+__all__ = ["CollectorConfig", "collector_settings", "settings_argv"]
+
+ZMQ = ("tcp://", "ipc://", "inproc://")
+BYTES = Integer(minimum=0, metavar="BYTES")
+SECONDS = Number(minimum=0)
+EVENTS = Integer(minimum=1, metavar="EVENTS")
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorConfig:
+    """Everything ``tunebus collect`` can be told; checked on construction.
+
+    ``sink_options`` holds each chosen sink's options by sink and option name
+    (``{"aim": {"repo": ...}}``); once built, every chosen sink has all of its own,
+    defaults filled in. ``from_flat`` takes the flat spelling (``aim_repo=...``).
+    """
+
+    out: Path = setting(Path("~/ray_results"), PathKind(directory=True, metavar="DIR"),
+                        "root for experiment folders; use Tune's storage_path")
+    bind: str = setting(DEFAULT_ADDRESS, Text(ZMQ, "tcp://127.0.0.1:5555", metavar="ADDRESS"),
+                        "ZeroMQ address to bind")
+    sinks: tuple[str, ...] = setting(("json", "csv", "tensorboard"),
+                                     Names(sink_names, at_least_one=True, what="sink"),
+                                     "comma-separated sinks to write")
+    max_queue_events: int = setting(200_000, EVENTS, "events a sink may queue in memory: a durable sink "
+                                    "then stops the collector reading, a lagging one spills to its backlog")
+    backlog_max_bytes: int = setting(1024 * 1024 * 1024, BYTES,
+                                     "disk per non-durable sink (aim unless --aim-durable) for events past "
+                                     "its queue, in <out>/.tunebus; full, it pushes back; 0 for none")
+    batch_max_events: int = setting(5_000, EVENTS, "most events one sink write takes")
+    batch_linger_s: float = setting(0.05, SECONDS,
+                                    "seconds a sink waits for a full batch once it has an event")
+    max_message_bytes: int = setting(64 * 1024 * 1024, Integer(minimum=1, metavar="BYTES"),
+                                     "largest frame accepted; larger ones drop the connection")
+    quarantine_max_bytes: int = setting(256 * 1024 * 1024, BYTES,
+                                        "bytes of bad frames kept in <out>/.tunebus/quarantine.msgpack")
+    curve_secret_key: Path | None = setting(None, PathKind(), "the collector's .key_secret file "
+                                            "(tunebus keygen): require CurveZMQ", default_text="no CurveZMQ")
+    curve_clients: Path | None = setting(None, PathKind(metavar="DIR"), "directory of client public .key "
+                                         "files admitted with --curve-secret-key", default_text="no CurveZMQ")
+    status_bind: str = setting(DEFAULT_STATUS_ADDRESS, Text(ZMQ, DEFAULT_STATUS_ADDRESS, empty=True,
+                                                            metavar="ADDRESS"),
+                               "control socket for tunebus status; '' for none")
+    metrics_port: int | None = setting(None, Integer(0, 65535, metavar="PORT"),
+                                       "serve Prometheus metrics on this port, 0 for any",
+                                       default_text="no metrics")
+    metrics_host: str = setting("127.0.0.1", Text(empty=True, metavar="HOST"), "interface for --metrics-port")
+    log_interval_s: float = setting(30.0, SECONDS, "log a line of throughput and lag this often, 0 for never")
+    ended_producer_ttl_s: float = setting(7 * 24 * 3600.0, SECONDS,
+                                          "forget a driver this long after its run ended, so the ledger "
+                                          "stays small; a replay of its spool after that may write twice; "
+                                          "0 for never")
+    log_level: str = setting("INFO", Choice(("DEBUG", "INFO", "WARNING", "ERROR"), metavar="LEVEL"),
+                             "how much the collector logs")
+    sink_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for declared_setting in declared(CollectorConfig):
+            value = declared_setting.check(getattr(self, declared_setting.name))
+            object.__setattr__(self, declared_setting.name, value)
+        if (self.curve_secret_key is None) != (self.curve_clients is None):
+            raise ValueError("--curve-secret-key and --curve-clients go together")
+        if self.metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
+            raise ValueError("metrics need prometheus-client: pip install 'tunebus[metrics]'")
+        object.__setattr__(self, "sink_options", self._checked_sink_options())
+
+    def _checked_sink_options(self) -> dict[str, dict[str, Any]]:
+        for sink, given in self.sink_options.items():
+            if sink not in self.sinks:
+                flags = ", ".join(f"--{sink}-{name}".replace("_", "-") for name in given)
+                raise ValueError(f"{flags or 'options'} for the {sink} sink, which is not in sinks "
+                                 f"({','.join(self.sinks)})")
+        checked: dict[str, dict[str, Any]] = {}
+        for sink in self.sinks:
+            given = dict(self.sink_options.get(sink, {}))
+            known = {s.name: s.for_sink(sink) for s in sink_class(sink).options}
+            for name in given:
+                if name not in known:
+                    raise ValueError(f"sink {sink!r} has no option {name!r}; "
+                                     f"its options: {', '.join(known) or 'none'}")
+            checked[sink] = {name: s.check(given.get(name, s.default)) for name, s in known.items()}
+            sink_class(sink).check_options(checked[sink])
+        return checked
+
+    @classmethod
+    def from_flat(cls, **values: Any) -> CollectorConfig:
+        """The configuration from flat keys (``max_queue_events=...``, ``aim_repo=...``)."""
+        by_key = {s.key: s for s in collector_settings()}
+        core: dict[str, Any] = {}
+        options: dict[str, dict[str, Any]] = {}
+        for key, value in values.items():
+            found = by_key.get(key)
+            if found is None:
+                raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(by_key)}")
+            if found.sink:
+                options.setdefault(found.sink, {})[found.name] = value
+            else:
+                core[key] = value
+        return cls(**core, sink_options=options)
+
+    def describe(self) -> str:
+        """Every setting's value, flat (``bind='tcp://...', aim_repo=None``): the effective-config line."""
+        pairs = [f"{s.name}={getattr(self, s.name)!r}" for s in declared(CollectorConfig)]
+        pairs += [f"{sink}_{name}={value!r}" for sink, options in self.sink_options.items()
+                  for name, value in options.items()]
+        return ", ".join(pairs)
+
+    @staticmethod
+    def default(name: str) -> Any:
+        """The declared default of the setting called ``name``."""
+        return next(s.default for s in declared(CollectorConfig) if s.name == name)
+
+    def replace(self, **changes: object) -> CollectorConfig:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def collector_settings(with_sinks: bool = True) -> list[Setting]:
+    """The collector's own settings, then each registered sink's options (as ``<sink>_<option>``).
+
+    A sink that cannot be loaded has no options here; asking for it names why.
+    """
+    settings = list(declared(CollectorConfig))
+    if with_sinks:
+        for sink in sink_names():
+            try:
+                settings += [s.for_sink(sink) for s in sink_class(sink).options]
+            except ValueError:
+                continue
+    return settings
+
+
+def settings_argv(**values: Any) -> list[str]:
+    """``tunebus collect`` flags for flat settings, each checked: ``--max-queue-events 10 --aim-durable``."""
+    by_key = {s.key: s for s in collector_settings()}
+    argv: list[str] = []
+    for key, value in values.items():
+        found = by_key.get(key)
+        if found is None:
+            raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(by_key)}")
+        checked = found.check(value)
+        if checked is None or checked is False:
+            continue
+        argv += [found.flag] if checked is True else [found.flag, found.kind.to_text(checked)]
+    return argv
