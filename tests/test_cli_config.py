@@ -123,7 +123,7 @@ def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, lis
     ("metrics-port = 70000\n", "metrics-port: expected an integer 0..65535, got 70000"),
     ("bind = [1, 2]\n", "bind: expected an address like tcp://127.0.0.1:5555, got [1, 2]"),
     ("bind = \n", "not valid TOML"),
-    ("[sinks.aim]\nrepos = \"r\"\n", "[sinks.aim]: unknown key 'repos'; known keys: repo, metrics, durable"),
+    ("[sinks.aim]\nrepos = \"r\"\n", "[sinks.aim]: unknown key 'repos'; known keys: repo, metrics, experiment-name, durable"),
     ("[sinks.nope]\nx = 1\n", "[sinks.nope]: unknown sink 'nope'; choose from aim, csv, json, tensorboard"),
     ("[sinks.aim]\nmetrics = [1]\n", "[sinks.aim] metrics: expected comma-separated result keys, got [1]"),
     ("aim-repo = \"a\"\n[sinks.aim]\nrepo = \"b\"\n", "aim-repo is given twice, flat and in [sinks.aim]"),
@@ -157,7 +157,7 @@ def test_a_collect_table_sits_beside_sink_tables_and_top_level_keys(tmp_path: Pa
     config = CollectorConfig.from_flat(**read_config(path))
     assert (config.out, config.sinks, config.log_level) == (tmp_path, ("json", "aim"), "DEBUG")
     assert config.sink_options == {"json": {}, "aim": {"repo": tmp_path / "aim", "metrics": ("loss",),
-                                                       "durable": True}}
+                                                       "experiment_name": None, "durable": True}}
 
 
 def test_flat_aim_flags_fill_the_same_options_as_the_sink_table(tmp_path: Path) -> None:
@@ -168,7 +168,8 @@ def test_flat_aim_flags_fill_the_same_options_as_the_sink_table(tmp_path: Path) 
     path.write_text(f'[collect]\nout = "{tmp_path}"\nsinks = ["json", "aim"]\n'
                     f'[sinks.aim]\nrepo = "{tmp_path / "aim"}"\nmetrics = ["loss"]\ndurable = true\n')
     assert config == CollectorConfig.from_flat(**read_config(path))
-    assert config.sink_options["aim"] == {"repo": tmp_path / "aim", "metrics": ("loss",), "durable": True}
+    assert config.sink_options["aim"] == {"repo": tmp_path / "aim", "metrics": ("loss",),
+                                          "experiment_name": None, "durable": True}
 
 
 def test_defaults_come_from_the_declarations(tmp_path: Path) -> None:
