@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.testing import EXPERIMENT, TRIAL_DIR, submit_results
 from sinks import GROUP, make_sink, sink_class, sink_names
 from sinks.base import Sink
 from sinks.json import JsonSink
-from tests.busharness import EXPERIMENT, TRIAL_DIR, submit_results
 from tests.conftest import REPO
 
 COUNT = 20
