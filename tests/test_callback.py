@@ -119,6 +119,7 @@ def test_only_constructing_it_leaves_other_runs_tunes_loggers(monkeypatch: pytes
     assert _tune_loggers([]) == TUNE_LOGGERS
 
 
+@pytest.mark.slow  # imports Ray in a child process
 def test_unpickled_in_a_fresh_process_it_still_keeps_tunes_loggers_out(tmp_path: Path) -> None:
     """As Tuner.restore does: a BusCallback unpickled in a new driver still keeps Tune's loggers out."""
     import pickle

@@ -59,9 +59,11 @@ def test_a_second_collector_on_one_out_exits_with_one_line(tmp_path: Path, addre
 def test_a_killed_collector_does_not_block_a_restart(tmp_path: Path, address: str) -> None:
     """After kill -9 of the holder, a new collector on the same --out starts and stops cleanly."""
     killed = start_collector(address, tmp_path, "--status-bind", "")
-    wait_for(lambda: _holds(tmp_path, killed.pid, address), 30, "the first collector's lock")
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(timeout=30)
+    try:
+        wait_for(lambda: _holds(tmp_path, killed.pid, address), 30, "the first collector's lock")
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
     again = start_collector(address, tmp_path, "--status-bind", "")
     try:
         wait_for(lambda: _holds(tmp_path, again.pid, address), 30, "the restarted collector's lock")
