@@ -24,8 +24,8 @@ def _holds(out: Path, pid: int, address: str) -> bool:
         return probe.connect_ex((host, int(port))) == 0
 
 
-def _collect(out: Path, address: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("collect", "--bind", address, "--out", str(out), "--status-bind", "",
+def _collect(out: Path, address: str, status_bind: str = "") -> subprocess.CompletedProcess[str]:
+    return run_cli("collect", "--bind", address, "--out", str(out), "--status-bind", status_bind,
                    "--log-level", "WARNING")
 
 
@@ -81,4 +81,15 @@ def test_a_start_on_a_busy_port_leaves_no_state_directory(tmp_path: Path) -> Non
         done = _collect(tmp_path / "out", f"tcp://127.0.0.1:{busy.getsockname()[1]}")
     assert done.returncode == 1
     assert "cannot bind" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # a collector child process
+def test_a_start_on_a_taken_status_port_leaves_no_state_directory(tmp_path: Path) -> None:
+    """A collector whose status port is taken exits 1 and leaves no fresh --out behind either."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = _collect(tmp_path / "out", free_address(), f"tcp://127.0.0.1:{busy.getsockname()[1]}")
+    assert done.returncode == 1
     assert not (tmp_path / "out").exists()
