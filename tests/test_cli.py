@@ -94,6 +94,7 @@ def test_bad_input_exits_non_zero_with_one_line(capsys: pytest.CaptureFixture[st
     assert "invalid _" not in err and "required: command" not in err
 
 
+@pytest.mark.slow  # a collector child process
 def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:
     """Binding an address already in use fails with one line, not a traceback."""
     import zmq

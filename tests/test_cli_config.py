@@ -72,6 +72,7 @@ def test_every_collect_setting_can_come_from_the_file(tmp_path: Path, spelling: 
     assert from_file == {k: v for k, v in from_flags.items() if k not in ("command", "config")}
 
 
+@pytest.mark.slow  # a collector child process
 def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: Path) -> None:
     """The file sets bind, sinks and status; a flag overrides its linger; the start log shows both."""
     bind, status_bind = free_address(), free_address()

@@ -350,6 +350,7 @@ async def test_legacy_logger_inputs(tmp_path: Path, address: str) -> None:
     assert_all_files(sides, 3, late=("score", "hello/world"))
 
 
+@pytest.mark.slow  # many trials through a collector: over 2 s
 async def test_memory_is_released_after_many_trials(tmp_path: Path, address: str) -> None:
     """The memory-leak cases: many trials end, the files match, and BusCallback holds none of them."""
     params = [{"lr": 0.01 * i} for i in range(12)]
