@@ -20,7 +20,7 @@ _HOMES = {
     "BusCallback": "pipeline.producer.callback",
     "SenderConfig": "pipeline.producer.sender",
     "FullPolicy": "pipeline.producer.sender",
-    "CollectorConfig": "pipeline.collector.assembly",
+    "CollectorConfig": "pipeline.collector.config",
     "build_collector": "pipeline.collector.assembly",
     "find_collector_on_ray": "pipeline.entry.ray_actor",
     "start_collector_on_ray": "pipeline.entry.ray_actor",

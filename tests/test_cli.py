@@ -77,6 +77,7 @@ def test_collect_help_has_every_declared_setting_with_its_default(capsys: pytest
     (("collect", "--no-such-flag"), "tunebus collect: error: unrecognized arguments: --no-such-flag"),
     (("collect", "--curve-secret-key", "k"), "--curve-secret-key and --curve-clients go together"),
     (("collect", "--aim-durable"), "--aim-durable for the aim sink, which is not in sinks"),
+    (("collect", "--out", "/dev/null"), "--out: expected a directory, got the file '/dev/null'"),
     (("replay", "/no/such/spool", "--to", "tcp://127.0.0.1:9"), "tunebus replay: error:"),
     (("status", "--timeout-s", "abc"), "status: error: --timeout-s: expected a number >= 0, got 'abc'"),
     (("demo", "--trials", "0"), "tunebus demo: error: --trials: expected an integer >= 1, got '0'"),

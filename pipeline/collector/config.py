@@ -8,7 +8,6 @@ effective-config line and the Ray actor's arguments are all derived from it.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -140,9 +139,6 @@ class CollectorConfig:
     def default(name: str) -> Any:
         """The declared default of the setting called ``name``."""
         return next(s.default for s in declared(CollectorConfig) if s.name == name)
-
-    def replace(self, **changes: object) -> CollectorConfig:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
 def collector_settings(with_sinks: bool = True) -> list[Setting]:

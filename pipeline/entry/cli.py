@@ -30,11 +30,36 @@ COUNT = Integer(minimum=1)
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one readable line, naming the flag as typed, and exit 2."""
+    """An argument parser whose errors are one readable line, naming the flag as typed, and exit 2.
+
+    ``arguments``, if given, adds the arguments when the parser is first used.
+    """
+
+    def __init__(self, *args: Any, arguments: Callable[[_Parser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._arguments = arguments
 
     def error(self, message: str) -> NoReturn:
         message = ARGUMENT_PREFIX.sub(r"\1: ", message)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        self._add_arguments()
+        return super().parse_known_args(*args, **kwargs)
+
+    def format_help(self) -> str:
+        self._add_arguments()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._add_arguments()
+        return super().format_usage()
+
+    def _add_arguments(self) -> None:
+        arguments, self._arguments = self._arguments, None
+        if arguments is not None:
+            arguments(self)
 
 
 def _typed(kind: Kind) -> Callable[[str], Any]:
@@ -59,11 +84,9 @@ def _add_setting(group: argparse._ArgumentGroup, setting: Setting) -> None:
                        metavar=setting.kind.metavar, help=setting.help_text())
 
 
-def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
+def _add_collect_settings(p: _Parser) -> None:
     from pipeline.collector.config import collector_settings
 
-    p = sub.add_parser("collect", help="run the collector daemon",
-                       description="Receive Tune events from BusCallback and write them with the sinks.")
     groups: dict[str, argparse._ArgumentGroup] = {}
     for setting in collector_settings():
         if setting.sink and setting.sink not in groups:
@@ -72,6 +95,13 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="TOML file of these settings (names with - or _, at the top level or under "
                         "[collect]; a sink's options also in [sinks.<name>]); flags given here override it")
+
+
+def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
+    # Its flags come on first use: loading the sinks for their options takes seconds
+    # (tensorboardX pulls in boto3), which no other command should pay.
+    sub.add_parser("collect", help="run the collector daemon", arguments=_add_collect_settings,
+                   description="Receive Tune events from BusCallback and write them with the sinks.")
 
 
 def _add_replay(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -60,6 +60,7 @@ class CollectorProcess:
 
     def __init__(self, name: str, out: str, bind: str | None, status_bind: str | None,
                  collect_args: Sequence[str]) -> None:
+        """``collect_args``: the further ``tunebus collect`` flags (``settings_argv``'s)."""
         import ray
 
         self.name, self.out = name, str(Path(out).expanduser())
@@ -192,13 +193,12 @@ def head_node_id() -> str:
 
 def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: str = DEFAULT_NAME,
                            node: str | None = None, status_bind: str | None = None,
-                           collect_args: Sequence[str] = (), **settings: Any) -> RayCollector:
+                           **settings: Any) -> RayCollector:
     """Start (or find, by ``name``) a detached collector actor pinned to ``node`` (default: head).
 
     ``settings`` are any of ``tunebus collect``'s, by their keyword names
     (``sinks=("json", "csv")``, ``max_queue_events=...``, ``aim_repo=...``), checked
-    here before anything starts; ``collect_args`` are further raw flags. ``bind``
-    defaults to the node's IP on a free port; binding all interfaces
+    here before anything starts. ``bind`` defaults to the node's IP on a free port; binding all interfaces
     (``tcp://0.0.0.0:5555``) returns the node's IP in ``address``. The actor
     outlives this driver; the next driver calling this with the same name gets
     the running collector (and a warning if it writes elsewhere). ``out`` is a
@@ -209,7 +209,7 @@ def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: st
 
     from pipeline.collector.config import settings_argv
 
-    args = [*settings_argv(**settings), *collect_args]
+    args = settings_argv(**settings)
     actor: Any = ray.remote(CollectorProcess).options(
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=4,
