@@ -8,6 +8,8 @@ use these, and so can a third-party sink's tests. Nothing here imports Ray or Tu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import socket
 import subprocess
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from pipeline.producer.sender import Sender
 
 __all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "FailingSink", "GatedSink", "RecordingSink", "dealer",
-           "free_address", "result_event", "result_events", "run_cli", "running_collector",
+           "free_address", "result_event", "result_events", "run_cli", "run_cli_here", "running_collector",
            "start_collector", "start_event", "submit_results", "wait_for", "wait_until", "written"]
 
 EXPERIMENT = "exp"
@@ -88,6 +90,21 @@ def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[
     """``tunebus *args`` in a child process, its output captured as text."""
     return subprocess.run([sys.executable, "-m", "pipeline.entry.cli", *args], capture_output=True,
                           text=True, timeout=timeout_s, check=False)
+
+
+def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """``tunebus *args`` in this process, output captured: for commands that end before serving anything."""
+    from pipeline.entry.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                print(exc.code, file=err)
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return subprocess.CompletedProcess(["tunebus", *args], code, out.getvalue(), err.getvalue())
 
 
 @contextmanager

@@ -10,18 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collector.config import collector_settings
-from pipeline.entry.cli import main
-from pipeline.testing import run_cli
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``tunebus ARGS`` in this process, for commands that end before starting anything: status, out, err."""
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from pipeline.testing import run_cli, run_cli_here
 
 
 def _documented(help_text: str) -> dict[str, str]:
@@ -42,26 +31,28 @@ def _documented(help_text: str) -> dict[str, str]:
     return {name: documented.get(name, "") for name in re.findall(r"-{0,2}[a-z][a-z0-9_-]*", command)}
 
 
-def test_help_documents_every_flag_of_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_documents_every_flag_of_every_command() -> None:
     """--help names every command, and each command's help documents every argument it accepts."""
-    code, top, _ = _cli(capsys, "--help")
-    assert code == 0
+    done = run_cli_here("--help")
+    top = done.stdout
+    assert done.returncode == 0
     commands = re.search(r"\{([a-z,]+)\}", top)
     assert commands is not None
     names = commands.group(1).split(",")
     assert set(names) == {"collect", "demo", "replay", "keygen", "bench", "status"}
     for command in names:
-        code, out, _ = _cli(capsys, command, "--help")
-        assert code == 0
+        done = run_cli_here(command, "--help")
+        out = done.stdout
+        assert done.returncode == 0
         documented = _documented(out)
         assert len(documented) >= 3, (command, out)
         for flag, text in documented.items():
             assert len(text) > 10, f"tunebus {command} {flag} is not documented"
 
 
-def test_collect_help_has_every_declared_setting_with_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+def test_collect_help_has_every_declared_setting_with_its_default() -> None:
     """Every collector setting and sink option has its flag in collect --help, with its default."""
-    documented = _documented(_cli(capsys, "collect", "--help")[1])
+    documented = _documented(run_cli_here("collect", "--help").stdout)
     for declared in collector_settings():
         text = documented[declared.flag]
         assert declared.help in text and "(default: " in text, (declared.flag, text)
@@ -85,11 +76,11 @@ def test_collect_help_has_every_declared_setting_with_its_default(capsys: pytest
     (("--frobnicate",), "tunebus: error: unrecognized arguments: --frobnicate"),
     ((), "tunebus: error: choose a command: collect, demo, replay, keygen, bench, status"),
 ])
-def test_bad_input_exits_non_zero_with_one_line(capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
-                                                says: str) -> None:
+def test_bad_input_exits_non_zero_with_one_line(args: tuple[str, ...], says: str) -> None:
     """Each bad flag or value: exit status 2, and exactly one line on stderr naming the flag as typed."""
-    code, _, err = _cli(capsys, *args)
-    assert code == 2
+    done = run_cli_here(*args)
+    err = done.stderr
+    assert done.returncode == 2
     assert len(err.strip().splitlines()) == 1, err
     assert says in err, err
     assert "invalid _" not in err and "required: command" not in err

@@ -15,9 +15,9 @@ from pipeline.collector.assembly import batch_policy
 from pipeline.collector.config import CollectorConfig, collector_settings, settings_argv
 from pipeline.collector.settings import Choice, Flag, Integer, Names, Number, Setting, Text
 from pipeline.collector.sink_worker import BatchPolicy
-from pipeline.entry.cli import main, parser
+from pipeline.entry.cli import parser
 from pipeline.entry.config_file import read_config
-from pipeline.testing import free_address, wait_for
+from pipeline.testing import free_address, run_cli_here, wait_for
 
 
 def _sample(setting: Setting) -> Any:
@@ -105,15 +105,6 @@ def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: P
     assert f"status_bind='{status_bind}'" in effective
 
 
-def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
-    """``tunebus ARGV`` in this process (for argv that fail before anything starts): status, stderr lines."""
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err.strip().splitlines()
-
-
 @pytest.mark.parametrize(("text", "says"), [
     ("no_such_flag = 1\n", "unknown key 'no_such_flag'; known keys: out, bind, sinks, max-queue-events"),
     ("max-queue-events = 0\n", "max-queue-events: expected an integer >= 1, got 0"),
@@ -133,21 +124,21 @@ def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, lis
     ("bind = \"tcp://127.0.0.1:1\"\n[collect]\nbind = \"tcp://127.0.0.1:2\"\n",
      "bind is given both at the top level and under [collect]"),
 ])
-def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str,
-                                           says: str) -> None:
+def test_a_bad_file_is_one_line_and_exit_2(tmp_path: Path, text: str, says: str) -> None:
     """Each bad key, value, table or syntax: exit status 2 and one error line that says what is wrong."""
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    code, lines = _main(["collect", "--config", str(path), "--out", str(tmp_path / "out")], capsys)
-    assert code == 2
+    done = run_cli_here("collect", "--config", str(path), "--out", str(tmp_path / "out"))
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2
     assert len(lines) == 1 and lines[0].startswith("tunebus collect: error:") and says in lines[0], lines
 
 
-def test_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     """--config naming no file: exit status 2 and one line naming it."""
-    code, lines = _main(["collect", "--config", str(tmp_path / "nope.toml")], capsys)
-    assert code == 2
-    assert lines == [
+    done = run_cli_here("collect", "--config", str(tmp_path / "nope.toml"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
         f"tunebus collect: error: cannot read config '{tmp_path / 'nope.toml'}': No such file or directory"]
 
 

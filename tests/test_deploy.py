@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from pipeline.entry.cli import parser
-from pipeline.testing import run_cli
+from pipeline.testing import run_cli_here
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 REPO = DEPLOY.parent
@@ -29,7 +29,7 @@ def help_flags() -> dict[str, set[str]]:
     """The flags ``tunebus collect --help`` and ``tunebus status --help`` list."""
     flags = {}
     for command in ("collect", "status"):
-        done = run_cli(command, "--help")
+        done = run_cli_here(command, "--help")
         assert done.returncode == 0, done.stderr
         text = done.stdout
         flags[command] = set(re.findall(r"--[a-z][a-z0-9-]*", text))

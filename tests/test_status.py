@@ -24,6 +24,7 @@ from pipeline.testing import (
     free_address,
     result_event,
     run_cli,
+    run_cli_here,
     running_collector,
     start_collector,
     start_event,
@@ -155,7 +156,7 @@ def test_status_command_prints_a_table_and_json(tmp_path: Path, address: str) ->
 def test_status_without_a_collector_is_one_line_and_exit_1() -> None:
     """Nobody answering: one error line naming the address and the timeout, exit status 1."""
     nobody = free_address()
-    done = run_cli("status", nobody, "--timeout-s", "0.2")
+    done = run_cli_here("status", nobody, "--timeout-s", "0.2")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"tunebus status: error: no answer from {nobody} within 0.2s"]
 
