@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.ray  # every benchmark, Tune sweeps included, in a child process
+from pipeline.testing import run_cli_here
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,6 +37,7 @@ def records() -> dict[str, dict[str, object]]:
     return {record["bench"]: record for record in parsed}
 
 
+@pytest.mark.ray  # every benchmark, Tune sweeps included, in a child process
 @pytest.mark.parametrize("name", sorted(EXPECTED_KEYS))
 def test_each_benchmark_prints_its_keys(records: dict[str, dict[str, object]], name: str) -> None:
     """The benchmark ran without error and its JSON holds the common and its own keys."""
@@ -47,17 +48,15 @@ def test_each_benchmark_prints_its_keys(records: dict[str, dict[str, object]], n
     assert COMMON_KEYS | EXPECTED_KEYS[name] <= set(record)
 
 
+@pytest.mark.ray  # the same run of every benchmark
 def test_no_benchmark_failed(records: dict[str, dict[str, object]]) -> None:
     """Every benchmark that ran, the other engineers' included, finished without error."""
     assert records
     assert [name for name, r in records.items() if "error" in r] == []
 
 
-def test_tunebus_bench_names_itself_in_its_errors(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tunebus_bench_names_itself_in_its_errors() -> None:
     """``tunebus bench --only nosuch`` reports itself as tunebus bench, not python -m bench."""
-    from pipeline.entry.cli import main
-
-    with pytest.raises(SystemExit, match="2"):
-        main(["bench", "--only", "nosuch"])
-    err = capsys.readouterr().err
-    assert "tunebus bench: error:" in err and "python -m bench" not in err
+    done = run_cli_here("bench", "--only", "nosuch")
+    assert done.returncode == 2
+    assert "tunebus bench: error:" in done.stderr and "python -m bench" not in done.stderr

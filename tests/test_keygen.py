@@ -8,31 +8,31 @@ from pathlib import Path
 import pytest
 import zmq
 
-from pipeline.entry.cli import main
+from pipeline.testing import run_cli_here
 from pipeline.wire.sockets import make_keys, start_authenticator
 
 
-def _keygen(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = main(["keygen", *args])
-    captured = capsys.readouterr()
-    return code, captured.err
+def _keygen(*args: str) -> tuple[int, str]:
+    """``tunebus keygen ARGS`` in this process: exit status and stderr."""
+    done = run_cli_here("keygen", *args)
+    return done.returncode, done.stderr
 
 
-def test_existing_pair_is_kept_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_existing_pair_is_kept_without_force(tmp_path: Path) -> None:
     """A second keygen of the same name refuses in one line and leaves the old pair as it was."""
-    assert _keygen(capsys, str(tmp_path), "collector")[0] == 0
+    assert _keygen(str(tmp_path), "collector")[0] == 0
     before = (tmp_path / "collector.key_secret").read_bytes()
-    code, err = _keygen(capsys, str(tmp_path), "collector")
+    code, err = _keygen(str(tmp_path), "collector")
     assert code == 2
     assert err.count("\n") == 1 and "already exists" in err and "--force" in err
     assert (tmp_path / "collector.key_secret").read_bytes() == before
 
 
-def test_force_replaces_the_pair(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_force_replaces_the_pair(tmp_path: Path) -> None:
     """With --force the pair is written anew."""
-    _keygen(capsys, str(tmp_path), "collector")
+    _keygen(str(tmp_path), "collector")
     before = (tmp_path / "collector.key").read_bytes()
-    assert _keygen(capsys, str(tmp_path), "collector", "--force")[0] == 0
+    assert _keygen(str(tmp_path), "collector", "--force")[0] == 0
     assert (tmp_path / "collector.key").read_bytes() != before
 
 
@@ -43,11 +43,11 @@ def test_secret_key_is_private_and_public_key_readable(tmp_path: Path) -> None:
     assert stat.S_IMODE(public.stat().st_mode) == 0o644
 
 
-def test_a_file_in_the_way_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_in_the_way_is_one_line(tmp_path: Path) -> None:
     """A file where the key folder should be gives one line and exit 2, not a traceback."""
     blocker = tmp_path / "keys"
     blocker.write_text("not a folder")
-    code, err = _keygen(capsys, str(blocker / "sub"), "collector")
+    code, err = _keygen(str(blocker / "sub"), "collector")
     assert code == 2
     assert err.startswith("tunebus keygen: error: cannot write keys into") and err.count("\n") == 1
 
