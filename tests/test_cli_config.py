@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.collector import config as config_module
 from pipeline.collector.assembly import batch_policy
 from pipeline.collector.config import CollectorConfig, collector_settings, settings_argv
 from pipeline.collector.settings import Choice, Flag, Integer, Names, Number, Setting, Text
@@ -188,3 +189,22 @@ def test_the_ray_actor_takes_the_same_settings_and_checks_them_before_starting(t
         start_collector_on_ray(tmp_path, max_queue_events=0)
     with pytest.raises(ValueError, match="unknown setting 'max_queue'; known settings: out, bind, sinks"):
         start_collector_on_ray(tmp_path, max_queue=10)
+
+
+def test_an_option_of_every_sink_is_one_declaration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """One EVERY_SINK entry gives each sink a flag and a table key, for its worker, not its constructor."""
+    filters = Setting("filters", Names(what="filter"), (), "what to drop")
+    monkeypatch.setattr(config_module, "EVERY_SINK", (filters,))
+    path = tmp_path / "collect.toml"
+    path.write_text(f'[collect]\nout = "{tmp_path}"\nsinks = ["json", "csv"]\n'
+                    '[sinks.json]\nfilters = ["nan"]\n')
+    from_file = CollectorConfig.from_flat(**read_config(path))
+    assert from_file == _parsed(["--out", str(tmp_path), "--sinks", "json,csv", "--json-filters", "nan"])
+    assert from_file.worker_options("json") == {"filters": ("nan",)}
+    assert from_file.worker_options("csv") == {"filters": ()}
+    assert from_file.sink_kwargs("json") == {}
+    with pytest.raises(SystemExit, match="^0$"):
+        main(["collect", "--help"])
+    out = capsys.readouterr().out
+    assert "--aim-filters NAMES" in out and "--tensorboard-filters NAMES" in out

@@ -154,7 +154,7 @@ def test_collector_config_checks_and_passes_the_aim_options(tmp_path: Path) -> N
     assert config == CollectorConfig(out=tmp_path, sinks=("json", "aim"), sink_options={
         "aim": {"repo": str(tmp_path / "r"), "metrics": ["loss"], "durable": True,
                 "experiment_name": "custom"}})
-    sink = make_sink("aim", tmp_path, **config.sink_options["aim"])
+    sink = make_sink("aim", tmp_path, **config.sink_kwargs("aim"))
     assert isinstance(sink, AimSink) and sink.durable and sink.metrics == {"loss"}
     assert sink.experiment_name == "custom"
     assert sink.repo == tmp_path / "r" and config.sink_options["json"] == {}

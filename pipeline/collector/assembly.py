@@ -54,7 +54,7 @@ def build_collector(config: CollectorConfig) -> Collector:
         quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
         acks_due = asyncio.Event()  # a worker wrote a batch: acknowledgements may move
         workers = [
-            _worker(make_sink(name, config.out, **config.sink_options[name]), config, acks_due, quarantine)
+            _worker(make_sink(name, config.out, **config.sink_kwargs(name)), config, acks_due, quarantine)
             for name in config.sinks
         ]
     except BaseException:

@@ -28,12 +28,17 @@ from pipeline.collector.settings import (
 from pipeline.wire.sockets import DEFAULT_ADDRESS, DEFAULT_STATUS_ADDRESS
 from sinks import sink_class, sink_names
 
-__all__ = ["CollectorConfig", "collector_settings", "settings_argv"]
+__all__ = ["EVERY_SINK", "CollectorConfig", "collector_settings", "settings_argv", "sink_settings"]
 
 ZMQ = ("tcp://", "ipc://", "inproc://")
 BYTES = Integer(minimum=0, metavar="BYTES")
 SECONDS = Number(minimum=0)
 EVENTS = Integer(minimum=1, metavar="EVENTS")
+
+EVERY_SINK: tuple[Setting, ...] = ()
+"""Options every sink has, for the collector's side of it (its worker), not for the sink's
+constructor: each is ``--<sink>-<name>`` and ``<name>`` in ``[sinks.<sink>]``. A new one (a
+sink's filters) is one entry here; ``CollectorConfig.worker_options`` hands its values on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +108,27 @@ class CollectorConfig:
         checked: dict[str, dict[str, Any]] = {}
         for sink in self.sinks:
             given = dict(self.sink_options.get(sink, {}))
-            known = {s.name: s.for_sink(sink) for s in sink_class(sink).options}
+            known = {s.name: s for s in sink_settings(sink)}
             for name in given:
                 if name not in known:
                     raise ValueError(f"sink {sink!r} has no option {name!r}; "
                                      f"its options: {', '.join(known) or 'none'}")
             checked[sink] = {name: s.check(given.get(name, s.default)) for name, s in known.items()}
-            sink_class(sink).check_options(checked[sink])
+            sink_class(sink).check_options(self._constructor_options(checked[sink]))
         return checked
+
+    def sink_kwargs(self, sink: str) -> dict[str, Any]:
+        """What the sink called ``sink`` is built with: its own declared options."""
+        return self._constructor_options(self.sink_options[sink])
+
+    def worker_options(self, sink: str) -> dict[str, Any]:
+        """The ``EVERY_SINK`` options of the sink called ``sink``: for its worker, not for it."""
+        return {s.name: self.sink_options[sink][s.name] for s in EVERY_SINK}
+
+    @staticmethod
+    def _constructor_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        shared = {s.name for s in EVERY_SINK}
+        return {name: value for name, value in options.items() if name not in shared}
 
     @classmethod
     def from_flat(cls, **values: Any) -> CollectorConfig:
@@ -150,10 +168,15 @@ def collector_settings(with_sinks: bool = True) -> list[Setting]:
     if with_sinks:
         for sink in sink_names():
             try:
-                settings += [s.for_sink(sink) for s in sink_class(sink).options]
+                settings += sink_settings(sink)
             except ValueError:
                 continue
     return settings
+
+
+def sink_settings(sink: str) -> list[Setting]:
+    """The options of the sink called ``sink``: its own (``Sink.options``), then ``EVERY_SINK``'s."""
+    return [s.for_sink(sink) for s in (*sink_class(sink).options, *EVERY_SINK)]
 
 
 def settings_argv(**values: Any) -> list[str]:
