@@ -116,6 +116,8 @@ def test_flags_override_the_file_and_the_effective_config_is_printed(tmp_path: P
     ("metrics-port = 70000\n", "metrics-port: expected an integer 0..65535, got 70000"),
     ("bind = [1, 2]\n", "bind: expected an address like tcp://127.0.0.1:5555, got [1, 2]"),
     ("bind = \n", "not valid TOML"),
+    ("sinks = [\"aim\"]\n[sinks.aim]\nrepo = \"r\"\n",
+     "tables both at the top level: put the list under [collect]"),
     ("[sinks.aim]\nrepos = \"r\"\n",
      "[sinks.aim]: unknown key 'repos'; known keys: repo, metrics, experiment-name, durable"),
     ("[sinks.nope]\nx = 1\n", "[sinks.nope]: unknown sink 'nope'; choose from aim, csv, json, tensorboard"),

@@ -30,6 +30,9 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = ["read_config"]
 
+SINKS_HINT = (" (a sinks = [...] list and [sinks.<name>] tables both at the top level: "
+              "put the list under [collect])")
+
 
 def read_config(path: Path) -> dict[str, Any]:
     """What ``path`` sets, by flat key (``max_queue_events``, ``aim_repo``), each value checked.
@@ -62,7 +65,8 @@ def _load(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ValueError(f"cannot read config {str(path)!r}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+        hint = SINKS_HINT if "('sinks'," in str(exc) else ""
+        raise ValueError(f"{path}: not valid TOML: {exc}{hint}") from exc
 
 
 def _flat_values(path: Path, data: dict[str, Any], known: dict[str, Setting]) -> dict[str, Any]:
