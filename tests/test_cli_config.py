@@ -193,8 +193,7 @@ def test_the_ray_actor_takes_the_same_settings_and_checks_them_before_starting(t
         start_collector_on_ray(tmp_path, max_queue=10)
 
 
-def test_an_option_of_every_sink_is_one_declaration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_option_of_every_sink_is_one_declaration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One EVERY_SINK entry gives each sink a flag and a table key, for its worker, not its constructor."""
     filters = Setting("filters", Names(what="filter"), (), "what to drop")
     monkeypatch.setattr(config_module, "EVERY_SINK", (filters,))
@@ -206,7 +205,6 @@ def test_an_option_of_every_sink_is_one_declaration(tmp_path: Path, monkeypatch:
     assert from_file.worker_options("json") == {"filters": ("nan",)}
     assert from_file.worker_options("csv") == {"filters": ()}
     assert from_file.sink_kwargs("json") == {}
-    with pytest.raises(SystemExit, match="^0$"):
-        main(["collect", "--help"])
-    out = capsys.readouterr().out
-    assert "--aim-filters NAMES" in out and "--tensorboard-filters NAMES" in out
+    shown = run_cli_here("collect", "--help")
+    assert shown.returncode == 0
+    assert "--aim-filters NAMES" in shown.stdout and "--tensorboard-filters NAMES" in shown.stdout
