@@ -34,7 +34,9 @@ class Ledger:
     (records the new sizes and the last seq of each producer), each an atomic
     rename of one small JSON file. ``recover`` cuts every tracked file back to
     its committed size and deletes files created since, so the events after
-    the committed marks can be written again, once.
+    the committed marks can be written again, once. A sink that cuts a file in
+    the middle of a batch (a restored trial's rows moved aside) calls ``settle``
+    first, so recovery cuts it there too.
 
     Args:
         path: the ledger file.
