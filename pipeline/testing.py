@@ -108,13 +108,18 @@ def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @contextmanager
-def dealer(address: str, identity: str, *, asynchronous: bool = False,
-           linger_ms: int = 0) -> Iterator[zmq.Socket[Any]]:
-    """A raw producer socket (DEALER named ``identity``) connected to ``address``, closed after."""
+def dealer(address: str, identity: str, *, asynchronous: bool = False, linger_ms: int = 0,
+           send_hwm: int | None = None) -> Iterator[zmq.Socket[Any]]:
+    """A raw producer socket (DEALER named ``identity``) connected to ``address``, closed after.
+
+    ``send_hwm``: frames queued before sends block (0: no limit); ZeroMQ's default otherwise.
+    """
     ctx: zmq.Context[Any] = zmq.asyncio.Context() if asynchronous else zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, linger_ms)
     sock.setsockopt(zmq.ROUTING_ID, identity.encode())
+    if send_hwm is not None:
+        sock.setsockopt(zmq.SNDHWM, send_hwm)
     sock.connect(address)
     try:
         yield sock

@@ -10,14 +10,13 @@ from typing import Any
 
 import msgpack
 import pytest
-import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ray import tune
 
 from pipeline import BusCallback
 from pipeline.collector.quarantine import read_quarantine
-from pipeline.testing import free_address, start_collector, wait_for
+from pipeline.testing import dealer, free_address, start_collector, wait_for
 from pipeline.wire.codec import encode_event, frame_events
 from tests.trainables import until_told
 
@@ -60,15 +59,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, 
     root = tmp_path_factory.mktemp("fuzz")
     address = free_address()
     proc = start_collector(address, root / "out", "--log-level", "ERROR")
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.setsockopt(zmq.ROUTING_ID, b"fuzz")
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDHWM, 0)
-    sock.connect(address)
-    yield address, root, (proc, sock)
-    sock.close()
-    ctx.term()
+    with dealer(address, "fuzz", send_hwm=0) as sock:
+        yield address, root, (proc, sock)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

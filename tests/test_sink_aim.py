@@ -34,6 +34,45 @@ def _write(sink: AimSink, events: list[Event]) -> None:
     close_all(sink, trials)
 
 
+class RecordingRun:
+    """Stands in for ``aim.Run`` in the fast lane: keeps the run's params and every ``track`` call."""
+
+    made: list[RecordingRun] = []
+
+    def __init__(self, run_hash: str | None, **options: Any) -> None:
+        self.hash, self.options = run_hash or f"run{len(self.made)}", options
+        self.params: dict[str, Any] = {}
+        self.tracked: list[tuple[dict[str, Any], Any, Any, Any]] = []
+        self.closed = False
+        self.made.append(self)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.params[key] = value
+
+    def track(self, values: dict[str, Any], step: Any = None, epoch: Any = None, context: Any = None) -> None:
+        self.tracked.append((values, step, epoch, context))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_each_result_is_tracked_with_tunes_names_step_epoch_and_context(tmp_path: Path) -> None:
+    """In process, with a recording Run: finite scalars as ray/tune/ names at Tune's step, params set once."""
+    RecordingRun.made.clear()
+    sink = AimSink(tmp_path)
+    sink._run_class = RecordingRun
+    start = _event("trial_start", 0, {"evaluated_params": {"lr": 0.5}, "path": "/storage/exp/dir_t1"})
+    results = [_event("result", i, _result(i, epoch=7, context={"subset": "train"}, nan=float("nan")))
+               for i in (1, 2)]
+    _write(sink, [start, *results, _event("result", 3, _result(3, epoch="e", timesteps_total=30))])
+    [run] = RecordingRun.made
+    assert run.options["experiment"] == "exp" and run.closed
+    assert run.params == {"trial_id": "t1", "trial_log_dir": "/storage/exp/dir_t1", "hparams": {"lr": 0.5}}
+    assert [(step, epoch, context) for _, step, epoch, context in run.tracked] == [
+        (1, 7, {"subset": "train"}), (2, 7, {"subset": "train"}), (30, None, None)]
+    assert run.tracked[0][0] == {"ray/tune/loss": 1.0, "ray/tune/nested/a": 1}
+
+
 @pytest.mark.slow  # read back with Aim's own CLI (reindex) in child processes: seconds each
 def test_one_run_per_trial_with_tunes_params_and_finite_scalars(tmp_path: Path) -> None:
     """trial_id, trial_log_dir and scrubbed hparams as params; finite scalars with step, epoch, context."""
