@@ -137,10 +137,10 @@ def test_unpickled_in_a_fresh_process_it_still_keeps_tunes_loggers_out(tmp_path:
     assert "BusCallback" in names and "LoggerCallback" not in names
 
 
-def test_keeping_tunes_loggers_by_flag_is_refused_with_what_to_do() -> None:
-    """disable_builtin_loggers=False is refused, naming the callbacks to add instead."""
-    with pytest.raises(ValueError, match="add CSVLoggerCallback\\(\\), JsonLoggerCallback\\(\\)"):
-        BusCallback("tcp://127.0.0.1:1", disable_builtin_loggers=False)
+def test_keeping_tunes_loggers_by_flag_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """disable_builtin_loggers=False leaves Tune's own loggers in that run, as before."""
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    assert _tune_loggers([BusCallback("tcp://127.0.0.1:1", disable_builtin_loggers=False)]) == TUNE_LOGGERS
 
 
 @pytest.mark.parametrize(("bad", "message"), [

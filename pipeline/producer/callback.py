@@ -49,8 +49,9 @@ class BusCallback(Callback):
             files right after). 0 does not wait; when no collector has answered
             at all, it waits at most 2 s and the events go to the spool.
         sender: memory and spool bounds, full policy and timings of the sender.
-        disable_builtin_loggers: must be True (Tune's loggers are off for runs
-            with this callback); False is refused with what to do instead.
+        disable_builtin_loggers: leave Tune's own JSON/CSV/TensorBoard loggers out
+            of the runs holding this callback (the default); False keeps them, and
+            both then write the same file names: give the collector another ``--out``.
         curve_secret_key: this client's ``.key_secret`` file (``tunebus keygen``),
             to talk to a collector that requires CurveZMQ.
         curve_server_key: the collector's public ``.key`` file.
@@ -77,10 +78,7 @@ class BusCallback(Callback):
             raise ValueError("CurveZMQ needs both curve_secret_key and curve_server_key")
         self.curve = CurveKeys.load(curve_secret_key, curve_server_key) if curve_secret_key else None
         self.producer = uuid.uuid4().hex[:16]
-        if not disable_builtin_loggers:
-            raise ValueError("disable_builtin_loggers=False is not supported: to keep Tune's own files "
-                             "too, add CSVLoggerCallback(), JsonLoggerCallback() and TBXLoggerCallback() "
-                             "to the run's callbacks")
+        self.disable_builtin_loggers = disable_builtin_loggers
         self._reset()
 
     def _reset(self) -> None:

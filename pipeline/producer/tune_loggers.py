@@ -41,7 +41,8 @@ def leave_out_tune_loggers(marker: type) -> None:
     def create_default_callbacks(callbacks: list[Any] | None, **kwargs: Any) -> list[Any]:
         given = {id(c) for c in callbacks or ()}
         made: list[Any] = create(callbacks, **kwargs)
-        if not any(isinstance(c, marker) for c in callbacks or ()):
+        if not any(isinstance(c, marker) and getattr(c, "disable_builtin_loggers", True)
+                   for c in callbacks or ()):
             return made
         return [c for c in made if id(c) in given or not isinstance(c, loggers)]
 
