@@ -80,11 +80,13 @@ def _labelled(family: Any, label: str, specs: Sequence[tuple[str, str, Callable[
 
 
 class MetricsExporter:
-    """A collector service: an HTTP server for Prometheus on ``host:port`` until cancelled."""
+    """A collector service: an HTTP server for Prometheus on ``host:port`` until cancelled.
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port must be 0..65535, got {port!r}")
+    ``port`` and ``host`` are the collector's settings (``--metrics-port``, ``--metrics-host``),
+    declared and checked in ``CollectorConfig``.
+    """
+
+    def __init__(self, port: int, host: str) -> None:
         self.host, self.port = host, port
         self.ready = asyncio.Event()
 
