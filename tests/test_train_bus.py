@@ -38,15 +38,20 @@ def train_fn(config: dict[str, Any]) -> None:
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         if config.get("fail") and rank == 1 and epoch == 2:
             raise RuntimeError("rank 1 fails on purpose")
+        once = Path(config.get("fail_once", "/nonexistent"))
+        if rank == 1 and epoch == 2 and once.parent.is_dir() and not once.exists():
+            once.touch()
+            raise RuntimeError("rank 1 fails once")
         ray.train.report({"loss": 10.0 - epoch + rank, "rank": rank}, checkpoint=checkpoint)
 
 
-def _fit(storage: Path, name: str, address: str, config: dict[str, Any]) -> Any:
+def _fit(storage: Path, name: str, address: str, config: dict[str, Any], max_failures: int = 0) -> Any:
     trainer = DataParallelTrainer(
         train_fn, train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=2),
         run_config=ray.train.RunConfig(name=name, storage_path=str(storage),
-                                       callbacks=[TrainBusCallback(address)]),
+                                       callbacks=[TrainBusCallback(address)],
+                                       failure_config=ray.train.FailureConfig(max_failures=max_failures)),
     )
     try:
         return trainer.fit()
@@ -56,7 +61,7 @@ def _fit(storage: Path, name: str, address: str, config: dict[str, Any]) -> Any:
 
 @pytest.fixture(scope="module")
 def runs(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One run that completes and one whose rank 1 fails, through one collector."""
+    """One run that completes, one whose rank 1 fails, one Train restarts once; one collector."""
     from pipeline.testing import free_address, start_collector
 
     out = tmp_path_factory.mktemp("train")
@@ -65,6 +70,7 @@ def runs(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         _fit(out, "ok", address, {"lr": 0.5})
         _fit(out, "failed", address, {"lr": 0.5, "fail": True})
+        _fit(out, "restarted", address, {"lr": 0.5, "fail_once": str(out / "failed_once")}, max_failures=1)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -117,3 +123,13 @@ def test_a_failed_run_keeps_its_rows_and_its_error(runs: Path) -> None:
     # Train may drop the last report when a worker fails while it is still queued on the worker.
     assert [r["training_iteration"] for r in rows] in ([1], [1, 2])
     assert "rank 1 fails on purpose" in (runs / "failed/train/error.txt").read_text()
+
+
+def test_a_run_train_restarts_continues_the_same_files(runs: Path) -> None:
+    """A worker group Train restarts after a failure: one result.json, iterations counting on."""
+    rows = [json.loads(line) for line in (runs / "restarted/train/result.json").read_text().splitlines()]
+    iterations = [r["training_iteration"] for r in rows]
+    assert iterations == list(range(1, len(rows) + 1))
+    assert len(rows) in (ITERATIONS + 1, ITERATIONS + 2)  # the reports before the failure, then all
+    assert "rank 1 fails once" in (runs / "restarted/train/error.txt").read_text()
+    assert len(list((runs / "restarted/train").glob("result.json*"))) == 1

@@ -110,6 +110,9 @@ _worker: WorkerLog | None = None
 _configured: BusTarget | None = None
 _looked_at = float("-inf")
 _exit_hooked = False
+_said_no_target = False
+dropped_without_target = 0
+"""Calls dropped because this process found no collector address (``WorkerLog.dropped`` counts the rest)."""
 
 
 def configure(target: BusTarget | None) -> None:
@@ -128,10 +131,12 @@ def log(metrics: dict[str, Any], step: int | None = None) -> None:
     arrays (3-d and 4-d become images in TensorBoard, others histograms). Never blocks;
     outside a trial, or with no collector configured, the call is dropped and counted.
     """
+    global dropped_without_target
     worker = _worker
     if worker is None or worker._pid != os.getpid():
         worker = _current()
         if worker is None:
+            dropped_without_target += 1
             return
     worker.log(metrics, step)
 
@@ -154,11 +159,18 @@ def _current() -> WorkerLog | None:
         _looked_at = now
         target = _configured or lookup_target()
         if target is None:
-            _log.warning("tunebus: pipeline.log found no collector address (no BusCallback in this "
-                         "Ray job, no TUNEBUS_ADDRESS); calls are dropped")
+            if not _said_no_target:
+                _say_no_target()
             return None
         _replace(WorkerLog(target))
         return _worker
+
+
+def _say_no_target() -> None:
+    global _said_no_target
+    _said_no_target = True
+    _log.warning("tunebus: pipeline.log found no collector address (no BusCallback in this Ray job, "
+                 "no TUNEBUS_ADDRESS); calls are dropped until one appears")
 
 
 def _replace(worker: WorkerLog | None) -> None:
