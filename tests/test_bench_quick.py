@@ -22,6 +22,7 @@ EXPECTED_KEYS = {
     "sweep": {"runs", "vs_no_loggers", "target"},
     "saturation": {"steps", "saturation_per_s", "lost_total"},
     "filters": {"tensorboard", "chains"},
+    "worker_log": {"runs", "vs_bare", "every_point_in_tensorboard", "target"},
 }
 COMMON_KEYS = {"bench", "quick", "elapsed_s", "machine"}
 
