@@ -38,9 +38,9 @@ def train_fn(config: dict[str, Any]) -> None:
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         if config.get("fail") and rank == 1 and epoch == 2:
             raise RuntimeError("rank 1 fails on purpose")
-        once = Path(config.get("fail_once", "/nonexistent"))
-        if rank == 1 and epoch == 2 and once.parent.is_dir() and not once.exists():
-            once.touch()
+        once = config.get("fail_once")
+        if once and rank == 1 and epoch == 2 and not Path(once).exists():
+            Path(once).touch()
             raise RuntimeError("rank 1 fails once")
         ray.train.report({"loss": 10.0 - epoch + rank, "rank": rank}, checkpoint=checkpoint)
 
