@@ -116,7 +116,7 @@ def test_tensorboard_writes_logs_at_their_step_under_the_users_tag(tmp_path: Pat
 def test_aim_tracks_logs_under_the_users_names_with_the_rank_in_the_context(tmp_path: Path) -> None:
     """Finite scalars of each call at its step, ``rank`` in the context; arrays and NaN left out."""
     from sinks.aim import AimSink
-    from tests.sink_sweeps import read_aim
+    from tests.readers import read_aim
 
     sink, trials = AimSink(tmp_path), TrialFiles(tmp_path)
     logs = [_log(i, 10 + i, {"loss": float(i), "nan": float("nan"), "img": np.zeros((3, 2, 2))},
