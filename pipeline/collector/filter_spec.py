@@ -8,7 +8,7 @@ from typing import Any
 from pipeline.collector.filters import DropKeys, EveryN, EveryS, Filter, KeepKeys, LogGate, NoneFilter
 from pipeline.collector.smoothing import Aggregate, Smooth
 
-__all__ = ["FILTERS", "parse_filter_flag", "parse_filters"]
+__all__ = ["FILTERS", "parse_filter_flag", "parse_filter_text", "parse_filters"]
 
 
 def _patterns(value: Any) -> list[str]:
@@ -95,18 +95,27 @@ def _one(i: int, item: Mapping[str, Any] | str) -> Filter:
         raise ValueError(f"filter {i} ({name}): {exc}") from None
 
 
-def parse_filter_flag(text: str) -> tuple[str, dict[str, str]]:
-    """``SINK:NAME[=VALUE][:OPTION=VALUE...]`` as the sink and the table ``parse_filters`` takes.
+def parse_filter_text(text: str) -> dict[str, str]:
+    """``NAME[=VALUE][:OPTION=VALUE...]`` as the table ``parse_filters`` takes (values still text).
 
-    ``tensorboard:keep=loss,acc``, ``tensorboard:smooth=loss:coeff=0.9``, ``aim:every_s=5``,
-    ``json:none``.
+    ``keep=loss,acc``, ``smooth=loss:coeff=0.9``, ``every_s=5``, ``none``.
+    """
+    table: dict[str, str] = {}
+    for part in text.strip().split(":"):
+        key, _, value = part.partition("=")
+        if not key.strip():
+            raise ValueError(f"expected NAME=VALUE[:OPTION=VALUE], like smooth=loss:coeff=0.9; got {text!r}")
+        table[key.strip()] = value
+    return table
+
+
+def parse_filter_flag(text: str) -> tuple[str, dict[str, str]]:
+    """``SINK:NAME[=VALUE][:OPTION=VALUE...]`` (``--filter``) as the sink and its filter's table.
+
+    ``tensorboard:keep=loss,acc``, ``tensorboard:smooth=loss:coeff=0.9``, ``aim:every_s=5``.
     """
     sink, _, rest = text.partition(":")
-    if not sink.strip() or not rest:
+    if not sink.strip() or "=" in sink or not rest.strip():
         raise ValueError(f"--filter takes SINK:NAME=VALUE[:OPTION=VALUE], like tensorboard:keep=loss,acc; "
                          f"got {text!r}")
-    table: dict[str, str] = {}
-    for part in rest.split(":"):
-        key, _, value = part.partition("=")
-        table[key.strip()] = value
-    return sink.strip(), table
+    return sink.strip(), parse_filter_text(rest)
