@@ -14,9 +14,10 @@ import pytest
 from pipeline.collector import config as config_module
 from pipeline.collector.assembly import batch_policy
 from pipeline.collector.config import CollectorConfig, collector_settings, settings_argv
+from pipeline.collector.filter_spec import FilterChain, parse_filters
 from pipeline.collector.settings import Choice, Flag, Integer, Names, Number, Setting, Text
 from pipeline.collector.sink_worker import BatchPolicy
-from pipeline.entry.cli import parser
+from pipeline.entry.cli import collect_config, parser
 from pipeline.entry.config_file import read_config
 from pipeline.testing import free_address, run_cli_here, wait_for
 
@@ -36,6 +37,8 @@ def _sample(setting: Setting) -> Any:
         return ("json", "aim") if kind.known is not None else ("loss", "acc")
     if isinstance(kind, Text) and kind.prefixes:
         return "tcp://127.0.0.1:7"
+    if isinstance(kind, FilterChain):
+        return "every_s=5"
     return "somewhere"
 
 
@@ -152,8 +155,9 @@ def test_a_collect_table_sits_beside_sink_tables_and_top_level_keys(tmp_path: Pa
                     f'[sinks.aim]\nrepo = "{tmp_path / "aim"}"\nmetrics = ["loss"]\ndurable = true\n')
     config = CollectorConfig.from_flat(**read_config(path))
     assert (config.out, config.sinks, config.log_level) == (tmp_path, ("json", "aim"), "DEBUG")
-    assert config.sink_options == {"json": {}, "aim": {"repo": tmp_path / "aim", "metrics": ("loss",),
-                                                       "experiment_name": None, "durable": True}}
+    assert config.sink_options == {"json": {"filters": ()}, "aim": {
+        "repo": tmp_path / "aim", "metrics": ("loss",), "experiment_name": None, "durable": True,
+        "filters": ()}}
 
 
 def test_flat_aim_flags_fill_the_same_options_as_the_sink_table(tmp_path: Path) -> None:
@@ -165,7 +169,7 @@ def test_flat_aim_flags_fill_the_same_options_as_the_sink_table(tmp_path: Path) 
                     f'[sinks.aim]\nrepo = "{tmp_path / "aim"}"\nmetrics = ["loss"]\ndurable = true\n')
     assert config == CollectorConfig.from_flat(**read_config(path))
     assert config.sink_options["aim"] == {"repo": tmp_path / "aim", "metrics": ("loss",),
-                                          "experiment_name": None, "durable": True}
+                                          "experiment_name": None, "durable": True, "filters": ()}
 
 
 def test_defaults_come_from_the_declarations(tmp_path: Path) -> None:
@@ -208,3 +212,49 @@ def test_an_option_of_every_sink_is_one_declaration(tmp_path: Path, monkeypatch:
     shown = run_cli_here("collect", "--help")
     assert shown.returncode == 0
     assert "--aim-filters NAMES" in shown.stdout and "--tensorboard-filters NAMES" in shown.stdout
+
+
+README_FILTERS = """\
+[sinks.tensorboard]
+filters = [
+  { keep = ["loss", "acc"] },
+  { smooth = "loss", coeff = 0.9 },
+]
+[sinks.aim]
+filters = [{ every_s = 5 }]
+"""
+
+
+def _chains(config: CollectorConfig) -> dict[str, list[str]]:
+    return {sink: [str(f) for f in parse_filters(options["filters"])]
+            for sink, options in config.sink_options.items()}
+
+
+def test_the_readme_filters_example_and_the_filter_flags_give_the_same_chains(tmp_path: Path) -> None:
+    """The README's [sinks.<name>] filters verbatim, and --filter flags, give each sink its chain in order."""
+    path = tmp_path / "collect.toml"
+    path.write_text(README_FILTERS)
+    sinks = ["--out", str(tmp_path), "--sinks", "json,tensorboard,aim"]
+    from_file = collect_config(parser().parse_args(["collect", *sinks, "--config", str(path)]))
+    flags = ["--filter", "tensorboard:keep=loss,acc", "--filter", "tensorboard:smooth=loss:coeff=0.9",
+             "--filter", "aim:every_s=5"]
+    from_flags = collect_config(parser().parse_args(["collect", *sinks, *flags]))
+    want = {"json": [], "tensorboard": ["keep=loss,acc", "smooth=loss coeff=0.9"], "aim": ["every_s=5"]}
+    assert _chains(from_file) == _chains(from_flags) == want
+    both = collect_config(parser().parse_args(["collect", *sinks, "--config", str(path),
+                                               "--filter", "tensorboard:none"]))
+    assert _chains(both)["tensorboard"] == ["none"] and _chains(both)["aim"] == ["every_s=5"]
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--filter", "tensorboard:smoth=loss"], "filters: filter 1 {'smoth': 'loss'} names no filter"),
+    (["--filter", "nope:every_s=5"], "--filter nope:every_s=5: unknown sink 'nope'; choose from aim, csv"),
+    (["--filter", "every_s=5"], "--filter takes SINK:NAME=VALUE[:OPTION=VALUE]"),
+    (["--tensorboard-filters", "every_s=-1"], "--tensorboard-filters: filter 1 (every_s): every_s must be"),
+    (["--csv-filters", '[{"aggregate": "("}]'], "filter 1 (aggregate): bad regular expression '('"),
+])
+def test_a_wrong_filter_flag_is_one_line_and_exit_2(argv: list[str], says: str) -> None:
+    """Unknown filters and sinks, bad numbers and bad regexes in flags stop collect with one line."""
+    done = run_cli_here("collect", "--status-bind", "", *argv)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and says in lines[0], lines

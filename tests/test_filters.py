@@ -178,7 +178,7 @@ def test_the_issue_example_parses_in_order() -> None:
 
 @pytest.mark.parametrize(("spec", "message"), [
     ([{"smoth": "loss"}], r"filter 1 \{'smoth': 'loss'\} names no filter; name one of keep, drop"),
-    ([{"smooth": "loss["}], r"filter 1 \(smooth\): smooth: bad regular expression 'loss\['"),
+    ([{"smooth": "loss["}], r"filter 1 \(smooth\): bad regular expression 'loss\['"),
     ([{"every_s": 5}, {"every_s": "soon"}], r"filter 2 \(every_s\): expected a number, got 'soon'"),
     ([{"every_s": -1}], r"every_s must be a number of seconds > 0, got -1"),
     ([{"smooth": "loss", "coeff": 1.5}], r"coeff must be a number from 0 up to"),

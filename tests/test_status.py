@@ -41,7 +41,9 @@ def _status_server(collector: Any) -> StatusServer:
 async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Path, address: str) -> None:
     """Events, last seq, producer drops (a base past what came), sink writes and bad frames all show."""
     status_bind = free_address()
+    chain = [{"keep": ["loss", "acc"]}, {"smooth": "loss", "coeff": 0.9}]
     async with running_collector(tmp_path, address, sinks=("json", "csv", "tensorboard"),
+                                 sink_options={"tensorboard": {"filters": chain}},
                                  status_bind=status_bind) as collector:
         server = _status_server(collector)
         await asyncio.wait_for(server.ready.wait(), 10)
@@ -68,8 +70,11 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
     assert answer.sinks["csv"].bytes == (trial / "progress.csv").stat().st_size
     assert answer.sinks["tensorboard"].bytes == sum(
         p.stat().st_size for p in trial.glob("events.out.tfevents.*"))
+    assert answer["sinks"]["tensorboard"]["filters"] == ["keep=loss,acc", "smooth=loss coeff=0.9"]
+    assert answer["sinks"]["json"]["filters"] == []
     table = render_status(answer)
     assert "p1" in table and "quarantined frames 1" in table and "dropped events 3" in table
+    assert "tensorboard filters: keep=loss,acc | smooth=loss coeff=0.9" in table
 
 
 @pytest.mark.slow  # and a collector child process that cannot start

@@ -7,6 +7,7 @@ import asyncio
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.fanout import Fanout
+from pipeline.collector.filter_spec import parse_filters
 from pipeline.collector.ledger import Ledger
 from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
@@ -77,4 +78,4 @@ def _worker(sink: Sink, config: CollectorConfig, acks_due: asyncio.Event,
         sink.settle = ledger.settle  # a sink cutting a file (a restored trial's rows moved aside)
     return SinkWorker(sink, TrialFiles(config.out), batch_policy(config), durable=sink.durable,
                       on_progress=acks_due.set, on_poison=quarantine.add_refused, ledger=ledger,
-                      backlog=backlog)
+                      backlog=backlog, filters=parse_filters(config.worker_options(sink.name)["filters"]))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.collector.filter_spec import FILTERS_SETTING
 from pipeline.collector.settings import (
     Choice,
     Integer,
@@ -35,7 +36,7 @@ BYTES = Integer(minimum=0, metavar="BYTES")
 SECONDS = Number(minimum=0)
 EVENTS = Integer(minimum=1, metavar="EVENTS")
 
-EVERY_SINK: tuple[Setting, ...] = ()
+EVERY_SINK: tuple[Setting, ...] = (FILTERS_SETTING,)
 """Options every sink has, for the collector's side of it (its worker), not for the sink's
 constructor: each is ``--<sink>-<name>`` and ``<name>`` in ``[sinks.<sink>]``. A new one (a
 sink's filters) is one entry here; ``CollectorConfig.worker_options`` hands its values on."""

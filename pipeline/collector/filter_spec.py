@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.collector.filters import DropKeys, EveryN, EveryS, Filter, KeepKeys, LogGate, NoneFilter
+from pipeline.collector.settings import Kind, Setting
 from pipeline.collector.smoothing import Aggregate, Smooth
 
-__all__ = ["FILTERS", "parse_filter_flag", "parse_filter_text", "parse_filters"]
+__all__ = ["FILTERS", "FILTERS_SETTING", "FilterChain", "parse_filter_flag", "parse_filter_text",
+           "parse_filters"]
 
 
 def _patterns(value: Any) -> list[str]:
@@ -119,3 +123,40 @@ def parse_filter_flag(text: str) -> tuple[str, dict[str, str]]:
         raise ValueError(f"--filter takes SINK:NAME=VALUE[:OPTION=VALUE], like tensorboard:keep=loss,acc; "
                          f"got {text!r}")
     return sink.strip(), parse_filter_text(rest)
+
+
+@dataclass(frozen=True, slots=True)
+class FilterChain(Kind):
+    """A sink's filters, in order: a list of tables in TOML (``[{ every_s = 5 }]``); on the command
+    line the same list as JSON, or ``NAME=VALUE[:OPTION=VALUE]`` filters joined by ``;``."""
+
+    metavar: str = "FILTERS"
+
+    def expected(self) -> str:
+        return "a list of filters like [{ every_s = 5 }]"
+
+    def from_text(self, text: str) -> tuple[Any, ...]:
+        if text.lstrip().startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"expected a JSON list of filters, got {text!r} ({exc})") from None
+            return self.from_value(value)
+        return self.from_value([parse_filter_text(part) for part in text.split(";") if part.strip()])
+
+    def from_value(self, value: Any) -> tuple[Any, ...]:
+        if isinstance(value, str):
+            return self.from_text(value)
+        parse_filters(value)
+        return tuple(dict(item) if isinstance(item, Mapping) else item for item in value)
+
+    def to_text(self, value: Any) -> str:
+        return json.dumps(list(value))
+
+    def show(self, value: Any) -> str:
+        return " | ".join(str(f) for f in parse_filters(value)) if value else "none"
+
+
+FILTERS_SETTING = Setting("filters", FilterChain(), (), "this sink's filters, in order (see the README's "
+                          "Filters): a TOML list of tables, JSON, or NAME=VALUE[:OPTION=VALUE];...")
+"""Every sink's ``filters`` option: ``[sinks.<name>] filters = [...]``, ``--<name>-filters``."""

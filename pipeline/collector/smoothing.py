@@ -39,7 +39,7 @@ def compile_regex(what: str, pattern: object) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise ValueError(f"{what}: bad regular expression {pattern!r}: {exc}") from None
+        raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
 
 
 def regex_match(what: str, pattern: object) -> NameMatch:

@@ -19,7 +19,7 @@ from pipeline.wire.sockets import DEFAULT_STATUS_ADDRESS
 if TYPE_CHECKING:
     from pipeline.collector.config import CollectorConfig
 
-__all__ = ["main"]
+__all__ = ["collect_config", "main", "parser"]
 
 log = logging.getLogger("tunebus")
 
@@ -95,6 +95,10 @@ def _add_collect_settings(p: _Parser) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="TOML file of these settings (names with - or _, at the top level or under "
                         "[collect]; a sink's options also in [sinks.<name>]); flags given here override it")
+    p.add_argument("--filter", action="append", default=argparse.SUPPRESS, metavar="SINK:NAME=VALUE",
+                   help="add a filter to a sink's chain, in order; repeatable: tensorboard:keep=loss,acc, "
+                        "tensorboard:smooth=loss:coeff=0.9, aim:every_s=5 (a sink's --filter flags "
+                        "replace the chain its config gives)")
 
 
 def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -186,13 +190,8 @@ async def _serve(config: CollectorConfig) -> None:
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from pipeline.collector.config import CollectorConfig
-    from pipeline.entry.config_file import read_config
-
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
     try:
-        from_file = read_config(args.config) if args.config is not None else {}
-        config = CollectorConfig.from_flat(**{**from_file, **given})
+        config = collect_config(args)
     except ValueError as exc:
         print(f"tunebus collect: error: {exc}", file=sys.stderr)
         return 2
@@ -204,6 +203,31 @@ def _collect(args: argparse.Namespace) -> int:
         print(f"tunebus collect: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def collect_config(args: argparse.Namespace) -> CollectorConfig:
+    """The configuration ``tunebus collect`` runs with: its ``--config`` file, then its flags."""
+    from pipeline.collector.config import CollectorConfig
+    from pipeline.entry.config_file import read_config
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "filter")}
+    given.update(_filter_flags(getattr(args, "filter", [])))
+    from_file = read_config(args.config) if args.config is not None else {}
+    return CollectorConfig.from_flat(**{**from_file, **given})
+
+
+def _filter_flags(flags: list[str]) -> dict[str, list[dict[str, str]]]:
+    """``--filter SINK:NAME=VALUE`` flags as each sink's ``<sink>_filters`` chain, in order."""
+    from pipeline.collector.filter_spec import parse_filter_flag
+    from sinks import sink_names
+
+    chains: dict[str, list[dict[str, str]]] = {}
+    for flag in flags:
+        sink, table = parse_filter_flag(flag)
+        if sink not in sink_names():
+            raise ValueError(f"--filter {flag}: unknown sink {sink!r}; choose from {', '.join(sink_names())}")
+        chains.setdefault(f"{sink}_filters", []).append(table)
+    return chains
 
 
 def _replay(args: argparse.Namespace) -> int:
