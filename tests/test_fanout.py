@@ -160,3 +160,23 @@ async def test_filter_state_goes_back_on_a_failed_write_and_commits_with_the_led
         await asyncio.wait_for(task, 10)
         got += sink.smoothed
     assert got == want
+
+
+async def test_a_sink_without_a_ledger_keeps_its_filter_state_from_a_clean_stop_to_the_next_start(
+        tmp_path: Path) -> None:
+    """A non-durable worker saves its filters' state as it stops; the next takes it and removes the file."""
+    want = [e.payload["i_smoothed_0.5"] for e in Smooth("i", 0.5)(_results(20))]
+    path = tmp_path / "filters-smoothed.json"
+    got: list[float] = []
+    for events in (_results(10), _results(10, start=10)):
+        sink = SmoothedSink(0)
+        worker = SinkWorker(sink, TrialFiles(tmp_path), BatchPolicy(100, 0, 1000), filters=[Smooth("i", 0.5)],
+                            durable=False, filter_state_path=path)
+        assert not path.exists()
+        task = asyncio.create_task(worker.run())
+        await worker.queue.put(events)
+        await worker.queue.close()
+        await asyncio.wait_for(task, 10)
+        assert path.exists()
+        got += sink.smoothed
+    assert got == want

@@ -78,4 +78,5 @@ def _worker(sink: Sink, config: CollectorConfig, acks_due: asyncio.Event,
         sink.settle = ledger.settle  # a sink cutting a file (a restored trial's rows moved aside)
     return SinkWorker(sink, TrialFiles(config.out), batch_policy(config), durable=sink.durable,
                       on_progress=acks_due.set, on_poison=quarantine.add_refused, ledger=ledger,
-                      backlog=backlog, filters=parse_filters(config.worker_options(sink.name)["filters"]))
+                      backlog=backlog, filters=parse_filters(config.worker_options(sink.name)["filters"]),
+                      filter_state_path=None if ledger else state / f"filters-{sink.name}.json")

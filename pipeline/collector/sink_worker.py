@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.filters import Filter, apply_filters, filter_states, restore_filters
@@ -78,6 +82,9 @@ class SinkWorker:
     ledger: Ledger | None = None
     backlog: SinkBacklog | None = None
     """Where events past the queue's bound wait on disk; only for sinks that are not durable."""
+    filter_state_path: Path | None = None
+    """Where a sink with no ledger keeps its filters' state from a clean stop to the next start
+    (read and removed at start: after a crash its filters start afresh)."""
 
     def __post_init__(self) -> None:
         if self.backlog is not None and self.durable:
@@ -85,9 +92,10 @@ class SinkWorker:
         self.queue = EventQueue(self.policy.max_queue_events, self.backlog)
         if self.ledger is not None:
             self.marks.update(self.ledger.marks)
-            if self.ledger.filters is not None and not restore_filters(self.filters, self.ledger.filters):
-                log.warning("sink %s: its filters changed since the ledger was written; they start afresh",
-                            self.name)
+            self._restore(self.ledger.filters)
+        elif self.filter_state_path is not None and self.filter_state_path.exists():
+            self._restore(orjson.loads(self.filter_state_path.read_bytes()))
+            self.filter_state_path.unlink()
         self._filter_state = filter_states(self.filters)
         """The filters' state after the last batch written: what a failed write goes back to."""
         self._thread = concurrent.futures.ThreadPoolExecutor(1, f"tunebus-{self.sink.name}")
@@ -108,6 +116,11 @@ class SinkWorker:
             backlog_unreadable=backlog.unreadable if backlog is not None else 0,
             filters=tuple(str(f) for f in self.filters))
 
+    def _restore(self, states: Any) -> None:
+        if states is not None and not restore_filters(self.filters, states):
+            log.warning("sink %s: its filters changed since their state was saved; they start afresh",
+                        self.name)
+
     async def run(self) -> None:
         """Write batches until the queue is closed and empty, then close the sink."""
         loop = asyncio.get_running_loop()
@@ -121,6 +134,10 @@ class SinkWorker:
             self._thread.shutdown(wait=True)
             if self.backlog is not None:
                 self.backlog.close()
+            if self.filter_state_path is not None and self._filter_state is not None:
+                tmp = self.filter_state_path.with_name(self.filter_state_path.name + ".tmp")
+                tmp.write_bytes(orjson.dumps(self._filter_state))
+                os.replace(tmp, self.filter_state_path)
 
     async def _write(self, loop: asyncio.AbstractEventLoop, batch: list[Event]) -> list[Event]:
         """Write ``batch``, retrying with backoff until it is written (poison events aside).
