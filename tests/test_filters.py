@@ -12,16 +12,14 @@ import pytest
 from pipeline.collector.filter_spec import parse_filter_flag, parse_filters
 from pipeline.collector.filters import (
     DropKeys,
-    EveryN,
-    EveryS,
     KeepKeys,
     KeepKinds,
-    LogGate,
     NoneFilter,
     apply_filters,
     filter_states,
     restore_filters,
 )
+from pipeline.collector.gates import EveryN, EveryS, LogGate
 from pipeline.collector.smoothing import Aggregate, Smooth
 from pipeline.wire.events import Event
 

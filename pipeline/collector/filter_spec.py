@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.collector.filters import DropKeys, EveryN, EveryS, Filter, KeepKeys, LogGate, NoneFilter
+from pipeline.collector.filters import DropKeys, Filter, KeepKeys, NoneFilter
+from pipeline.collector.gates import EveryN, EveryS, LogGate
 from pipeline.collector.settings import Kind, Setting
 from pipeline.collector.smoothing import Aggregate, Smooth
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.collector.filters import (
+from pipeline.collector.filters import PerTrial
+from pipeline.collector.metric_keys import (
     STEP_KEYS,
     NameMatch,
-    PerTrial,
     StepKept,
     is_number,
     map_leaves,
