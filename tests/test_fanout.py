@@ -168,7 +168,7 @@ async def test_a_sink_without_a_ledger_keeps_its_filter_state_from_a_clean_stop_
     want = [e.payload["i_smoothed_0.5"] for e in Smooth("i", 0.5)(_results(20))]
     path = tmp_path / "filters-smoothed.json"
     got: list[float] = []
-    for events in (_results(10), _results(10, start=10)):
+    for events in (_results(10), _results(10, first=10)):
         sink = SmoothedSink(0)
         worker = SinkWorker(sink, TrialFiles(tmp_path), BatchPolicy(100, 0, 1000), filters=[Smooth("i", 0.5)],
                             durable=False, filter_state_path=path)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import math
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-from pipeline.entry.demo import free_address, start_collector
+import pytest
+
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.testing import free_address, run_cli, start_collector, wait_for
 from pipeline.wire.codec import encode_event
-from tests.conftest import wait_for
-from tests.sink_sweeps import read_tensorboard
+from tests.readers import read_tensorboard
 
 TRIALS = ("t1", "t2")
 RESULTS = 1_200
@@ -85,6 +84,7 @@ def _wait_past(out: Path, rows: int) -> None:
     wait_for(lambda: _rows(out) > rows, 60, "rows of this chunk")
 
 
+@pytest.mark.slow  # two runs of collector child processes
 def test_kill_9_mid_stream_leaves_smoothed_and_aggregated_files_as_an_unbroken_run(tmp_path: Path) -> None:
     """Two kill -9s mid-stream: result.json, progress.csv and TensorBoard scalars equal an unbroken run's."""
     config = tmp_path / "collector.toml"
@@ -103,13 +103,13 @@ def test_kill_9_mid_stream_leaves_smoothed_and_aggregated_files_as_an_unbroken_r
     assert len(rows) == math.ceil(RESULTS / 7) and '"loss_smoothed_0.9_mean"' in rows[0]
 
 
+@pytest.mark.slow  # a collector child process
 def test_a_wrong_filter_stops_the_collector_with_one_line(tmp_path: Path) -> None:
     """An unknown filter name in [sinks.<name>] is one line on stderr and exit status 2."""
     config = tmp_path / "bad.toml"
     config.write_text('[sinks.tensorboard]\nfilters = [{ smoth = "loss" }]\n')
-    cmd = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", free_address(),
-           "--out", str(tmp_path / "out"), "--status-bind", "", "--config", str(config)]
-    done = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, timeout=60)
+    done = run_cli("collect", "--bind", free_address(), "--out", str(tmp_path / "out"), "--status-bind", "",
+                   "--config", str(config))
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "names no filter; name one of keep" in lines[0], done.stderr

@@ -43,7 +43,7 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
     status_bind = free_address()
     chain = [{"keep": ["loss", "acc"]}, {"smooth": "loss", "coeff": 0.9}]
     async with running_collector(tmp_path, address, sinks=("json", "csv", "tensorboard"),
-                                 sink_options={"tensorboard": {"filters": chain}},
+                                 tensorboard_filters=chain,
                                  status_bind=status_bind) as collector:
         server = _status_server(collector)
         await asyncio.wait_for(server.ready.wait(), 10)
