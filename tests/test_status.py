@@ -70,8 +70,8 @@ async def test_status_reports_producers_sinks_drops_and_quarantine(tmp_path: Pat
     assert answer.sinks["csv"].bytes == (trial / "progress.csv").stat().st_size
     assert answer.sinks["tensorboard"].bytes == sum(
         p.stat().st_size for p in trial.glob("events.out.tfevents.*"))
-    assert answer["sinks"]["tensorboard"]["filters"] == ["keep=loss,acc", "smooth=loss coeff=0.9"]
-    assert answer["sinks"]["json"]["filters"] == []
+    assert answer.sinks["tensorboard"].filters == ("keep=loss,acc", "smooth=loss coeff=0.9")
+    assert answer.sinks["json"].filters == ()
     table = render_status(answer)
     assert "p1" in table and "quarantined frames 1" in table and "dropped events 3" in table
     assert "tensorboard filters: keep=loss,acc | smooth=loss coeff=0.9" in table
