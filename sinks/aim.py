@@ -52,6 +52,7 @@ class AimSink(Sink):
 
     name = "aim"
     durable = False
+    writes_logs = True
     options = (
         Setting("repo", PathKind(directory=True, metavar="DIR"), None,
                 "one Aim repo for every experiment", default_text="each experiment's folder, as Tune"),

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from pipeline.collector.settings import Setting
 from pipeline.wire.events import Event, Kind
 
-__all__ = ["STATE_DIR", "LogSink", "Setting", "Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
+__all__ = ["STATE_DIR", "Setting", "Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
 
 RESULT = Kind.RESULT.value
 START = Kind.TRIAL_START.value
@@ -65,6 +65,9 @@ class Sink:
     """Whether the sink may rewrite an appended file from its start (CSV widening its header)."""
     options: ClassVar[tuple[Setting, ...]] = ()
     """The settings this sink takes as keyword arguments, declared once."""
+    writes_logs: bool = False
+    """Whether the sink takes what workers logged with ``pipeline.log`` (it then overrides
+    ``write_logs``); a sink that does not never sees ``log`` events, and no trial is opened for them."""
     bytes_written: int | None = None
     """Bytes handed to files so far, for status and metrics; None: this sink does not count them."""
     settle: Callable[[Path, int], None] = staticmethod(_nothing_to_settle)
@@ -85,19 +88,15 @@ class Sink:
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         """Finish ``trial``; ``end`` is its complete/error event, None when cut short."""
 
+    def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
+        """Write ``log`` events of one trial, in order (payload: step, rank, world_size, values);
+        called only when ``writes_logs``."""
+
     def flush(self) -> None:
         """Hand everything written so far to the operating system."""
 
     def close(self) -> None:
         """Flush and release every file; safe to call twice."""
-
-
-class LogSink(Protocol):
-    """A sink that also writes what workers logged with ``pipeline.log`` (optional: a sink
-    without ``write_logs`` never sees ``log`` events, and no trial is opened for them)."""
-
-    def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
-        """Write ``log`` events of one trial, in order (payload: step, rank, world_size, values)."""
 
 
 class TrialFiles:
@@ -124,7 +123,7 @@ def deliver(sink: Sink, events: list[Event], trials: TrialFiles) -> None:
     """
     pending: dict[tuple[str, str], list[Event]] = {}
     logs: dict[tuple[str, str], list[Event]] = {}
-    writes_logs = hasattr(sink, "write_logs")
+    writes_logs = sink.writes_logs
     for event in events:
         kind = event.kind
         if kind == RESULT:
@@ -164,7 +163,7 @@ def _write_pending(sink: Sink, trials: TrialFiles, results: list[Event] | None) 
 def _write_logs(sink: Sink, trials: TrialFiles, logs: list[Event] | None) -> None:
     if logs:
         ref = _opened(sink, trials, logs[0], None)
-        sink.write_logs(ref, logs)  # type: ignore[attr-defined] # only called when it has one
+        sink.write_logs(ref, logs)
 
 
 def close_all(sink: Sink, trials: TrialFiles) -> None:

@@ -36,6 +36,7 @@ class JsonSink(Sink):
     """
 
     name = "json"
+    writes_logs = True
     appends = ("result.json", WORKER_LOG_FILE, ORPHANED_FILE)
 
     def __init__(self, out: Path) -> None:

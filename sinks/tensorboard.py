@@ -135,6 +135,7 @@ class TensorBoardSink(Sink):
     """Scalars, images, videos and histograms per result; hparams plugin data at trial end."""
 
     name = "tensorboard"
+    writes_logs = True
     appends = ("events.out.tfevents.*",)
 
     def __init__(self, out: Path) -> None:

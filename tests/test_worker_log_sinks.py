@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.wire.codec import decode_event, encode_event
 from pipeline.wire.events import Event
-from sinks.base import TrialFiles, TrialRef, close_all, deliver
+from sinks.base import Sink, TrialFiles, TrialRef, close_all, deliver
 from sinks.json import JsonSink
 from sinks.tensorboard import TensorBoardSink
 
@@ -24,8 +24,8 @@ def _log(seq: int, step: int, values: dict[str, Any], rank: int = 0, world_size:
     return _event("log", seq, {"step": step, "rank": rank, "world_size": world_size, "values": values})
 
 
-class ResultsOnlySink:
-    """Records every call; has no write_logs, as a sink written before the ``log`` kind."""
+class ResultsOnlySink(Sink):
+    """Records every call; takes no ``log`` events (``writes_logs`` is False), as a sink written before the kind."""
 
     name = "results-only"
     durable = True
