@@ -25,7 +25,7 @@ def _log(seq: int, step: int, values: dict[str, Any], rank: int = 0, world_size:
 
 
 class ResultsOnlySink(Sink):
-    """Records every call; takes no ``log`` events (``writes_logs`` is False), as a sink written before the kind."""
+    """Records every call; takes no ``log`` events, as a sink written before the kind."""
 
     name = "results-only"
     durable = True
