@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pickle
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +16,11 @@ import pytest
 import zmq
 
 from bench.trials import real_trials, trial_dir_name
-from pipeline import BusCallback
+from pipeline import BusCallback, TrainBusCallback
+from pipeline.testing import running_collector
 from pipeline.wire.codec import decode_frame
 from pipeline.wire.events import Event, Kind
+from pipeline.wire.sockets import CurveKeys, make_keys
 
 
 class AckingCollector(threading.Thread):
@@ -147,9 +151,36 @@ def test_keeping_tunes_loggers_by_flag_keeps_them(monkeypatch: pytest.MonkeyPatc
     ({"address": "localhost:5555"}, "address must start with one of .*, got 'localhost:5555'"),
     ({"end_timeout_s": -1}, "end_timeout_s must be >= 0, got -1"),
     ({"curve_secret_key": "only-one.key_secret"}, "CurveZMQ needs both curve_secret_key and curve_server_"),
+    ({"curve": CurveKeys(b"p" * 40, b"s" * 40)}, "curve must be CurveKeys with the collector's public key"),
+    ({"curve": CurveKeys(b"p" * 40, b"s" * 40, b"v" * 40), "curve_secret_key": "a.key_secret",
+      "curve_server_key": "b.key"}, "as curve= or as key files, not both"),
 ])
 def test_bad_arguments_are_refused_with_the_value(bad: dict[str, Any], message: str) -> None:
     """A bad address, timeout or half a CurveZMQ pair is a ValueError naming what is wrong."""
     args = {"address": "tcp://127.0.0.1:5555", **bad}
     with pytest.raises(ValueError, match=message):
         BusCallback(args.pop("address"), **args)
+    if "curve" in bad:
+        with pytest.raises(ValueError, match=message):
+            TrainBusCallback(args.pop("address", "tcp://127.0.0.1:5555"), **args)
+
+
+async def test_curve_keys_given_as_keys_reach_a_curve_collector_and_survive_pickling(
+        tmp_path: Path, address: str) -> None:
+    """curve=CurveKeys (no key files on the driver) passes the collector's ZAP; a pickled copy keeps them."""
+    keys, clients = tmp_path / "keys", tmp_path / "clients"
+    make_keys(keys, "server")
+    make_keys(clients, "driver")
+    os.replace(clients / "driver.key_secret", keys / "driver.key_secret")
+    curve = CurveKeys.load(keys / "driver.key_secret", keys / "server.key")
+    callback = pickle.loads(pickle.dumps(BusCallback(address, curve=curve, end_timeout_s=10)))
+    assert callback.curve == curve and curve.secret.decode() not in repr(curve)
+    assert TrainBusCallback(address, curve=curve).target.curve == curve
+    async with running_collector(tmp_path / "out", address, sinks=("json",), curve_clients=clients,
+                                 curve_secret_key=keys / "server.key_secret") as collector:
+        await asyncio.to_thread(callback.setup)
+        try:
+            assert await asyncio.to_thread(callback.flush, 20.0)
+        finally:
+            callback.close()
+        assert collector.snapshot().events == 1 and collector.snapshot().refused == 0

@@ -5,7 +5,9 @@ key-value store under the Ray job id (a trainable's actors, the Train controller
 its workers all belong to the driver's job); a worker reads it once, lazily, at its
 first ``pipeline.log``. ``TUNEBUS_ADDRESS`` (with ``TUNEBUS_CURVE_SECRET_KEY`` and
 ``TUNEBUS_CURVE_SERVER_KEY``, key file paths) overrides it. The Train callback hands
-the same target to its workers directly (``pipeline.producer.train_callback``).
+the same target to its workers directly (``pipeline.producer.train_callback``). The
+Curve keys travel with the address, whichever way the driver was given them (key
+files, or a Ray collector actor's ``curve``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import logging
 import os
 from dataclasses import dataclass
 
+import zmq.utils.z85
+
 from pipeline.producer.sender import SenderConfig
 from pipeline.wire.sockets import CurveKeys
 
 __all__ = ["ENV_ADDRESS", "ENV_CURVE_SECRET_KEY", "ENV_CURVE_SERVER_KEY", "BusTarget", "from_env",
-           "lookup_target", "publish_target"]
+           "given_curve", "lookup_target", "publish_target"]
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,7 @@ class BusTarget:
     def to_json(self) -> bytes:
         curve = None
         if self.curve is not None:
-            curve = [k.decode() if k is not None else None
-                     for k in (self.curve.public, self.curve.secret, self.curve.server_public)]
+            curve = [_z85(k) for k in (self.curve.public, self.curve.secret, self.curve.server_public)]
         sender = {f.name: getattr(self.sender, f.name) for f in dataclasses.fields(self.sender)}
         sender["when_full"] = self.sender.when_full.value
         return json.dumps({"address": self.address, "curve": curve, "sender": sender}).encode()
@@ -56,6 +59,28 @@ class BusTarget:
             public, secret, server = curve
             keys = CurveKeys(public.encode(), secret.encode(), server.encode() if server else None)
         return cls(str(state["address"]), keys, SenderConfig(**state.get("sender", {})))
+
+
+def _z85(key: bytes | None) -> str | None:
+    """A key as text: z85 as given, or a raw 32-byte key encoded."""
+    if key is None:
+        return None
+    return zmq.utils.z85.encode(key).decode() if len(key) == 32 else key.decode()
+
+
+def given_curve(curve: CurveKeys | None, secret_file: str | None,
+                server_file: str | None) -> CurveKeys | None:
+    """A callback's CurveZMQ keys, given as keys (``curve``) or as ``tunebus keygen`` files; checked."""
+    if curve is not None:
+        if secret_file is not None or server_file is not None:
+            raise ValueError("give CurveZMQ keys as curve= or as key files, not both")
+        if not isinstance(curve, CurveKeys) or curve.server_public is None:
+            raise ValueError("curve must be CurveKeys with the collector's public key (server_public), "
+                             "e.g. start_collector_on_ray(...).curve")
+        return curve
+    if (secret_file is None) != (server_file is None):
+        raise ValueError("CurveZMQ needs both curve_secret_key and curve_server_key")
+    return CurveKeys.load(secret_file, server_file) if secret_file else None
 
 
 def from_env() -> BusTarget | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ray import cloudpickle
 from ray.tune import Callback
 
-from pipeline.producer.bus_target import BusTarget, publish_target
+from pipeline.producer.bus_target import BusTarget, given_curve, publish_target
 from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
 from pipeline.producer.tune_loggers import leave_out_tune_loggers
 from pipeline.wire.codec import encode_event
@@ -52,9 +52,16 @@ class BusCallback(Callback):
         disable_builtin_loggers: leave Tune's own JSON/CSV/TensorBoard loggers out
             of the runs holding this callback (the default); False keeps them, and
             both then write the same file names: give the collector another ``--out``.
-        curve_secret_key: this client's ``.key_secret`` file (``tunebus keygen``),
-            to talk to a collector that requires CurveZMQ.
-        curve_server_key: the collector's public ``.key`` file.
+        curve: CurveZMQ keys to talk to a collector that requires them, as
+            ``pipeline.wire.sockets.CurveKeys`` (this client's pair and the
+            collector's public key): a Ray collector actor hands them out,
+            ``BusCallback(collector.address, curve=collector.curve)``. They
+            reach this job's ``pipeline.log`` workers with the address. They are
+            pickled with the callback (``tuner.pkl``), as the address is, so
+            ``Tuner.restore`` talks to the same collector.
+        curve_secret_key: or the keys as files: this client's ``.key_secret``
+            file (``tunebus keygen``)...
+        curve_server_key: ...and the collector's public ``.key`` file.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class BusCallback(Callback):
         end_timeout_s: float = 30.0,
         sender: SenderConfig | None = None,
         disable_builtin_loggers: bool = True,
+        curve: CurveKeys | None = None,
         curve_secret_key: str | None = None,
         curve_server_key: str | None = None,
     ) -> None:
@@ -74,9 +82,7 @@ class BusCallback(Callback):
         self.address = address
         self.end_timeout_s = end_timeout_s
         self.sender_config = sender or SenderConfig()
-        if (curve_secret_key is None) != (curve_server_key is None):
-            raise ValueError("CurveZMQ needs both curve_secret_key and curve_server_key")
-        self.curve = CurveKeys.load(curve_secret_key, curve_server_key) if curve_secret_key else None
+        self.curve = given_curve(curve, curve_secret_key, curve_server_key)
         self.producer = uuid.uuid4().hex[:16]
         self.disable_builtin_loggers = disable_builtin_loggers
         self._reset()

@@ -27,7 +27,7 @@ from ray.train.v2._internal.execution.callback import (
 )
 
 from pipeline.producer import worker_log
-from pipeline.producer.bus_target import BusTarget
+from pipeline.producer.bus_target import BusTarget, given_curve
 from pipeline.producer.callback import ADDRESS_SCHEMES, UNHEARD_END_TIMEOUT_S
 from pipeline.producer.sender import Sender, SenderConfig
 from pipeline.producer.worker_context import WorkerHead, train_head
@@ -56,7 +56,7 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
     kept and written to ``error.txt`` when the run ends. The run's end waits up to
     ``end_timeout_s`` for the collector. Workers get the address, so ``pipeline.log`` works there.
 
-    Args: as ``BusCallback``.
+    Args: as ``BusCallback`` (``curve=collector.curve`` for a Ray collector actor's keys).
     """
 
     def __init__(
@@ -65,6 +65,7 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
         *,
         end_timeout_s: float = 30.0,
         sender: SenderConfig | None = None,
+        curve: CurveKeys | None = None,
         curve_secret_key: str | None = None,
         curve_server_key: str | None = None,
     ) -> None:
@@ -72,10 +73,8 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
             raise ValueError(f"address must start with one of {ADDRESS_SCHEMES}, got {address!r}")
         if not end_timeout_s >= 0:
             raise ValueError(f"end_timeout_s must be >= 0, got {end_timeout_s!r}")
-        if (curve_secret_key is None) != (curve_server_key is None):
-            raise ValueError("CurveZMQ needs both curve_secret_key and curve_server_key")
-        curve = CurveKeys.load(curve_secret_key, curve_server_key) if curve_secret_key else None
-        self.target = BusTarget(address, curve, sender or SenderConfig())
+        keys = given_curve(curve, curve_secret_key, curve_server_key)
+        self.target = BusTarget(address, keys, sender or SenderConfig())
         self.end_timeout_s = end_timeout_s
         self.producer = uuid.uuid4().hex[:16]
         self._reset()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ class CurveKeys:
     """A CurveZMQ key pair, and for a client the server's public key."""
 
     public: bytes
-    secret: bytes
+    secret: bytes = field(repr=False)  # never in a log line
     server_public: bytes | None = None
 
     @classmethod
