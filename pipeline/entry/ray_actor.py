@@ -5,18 +5,21 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.ops.status_client import ask_status
+from pipeline.wire.sockets import CurveKeys, make_keys
 
 __all__ = ["CollectorProcess", "RayCollector", "find_collector_on_ray", "start_collector_on_ray",
            "stop_collector_on_ray"]
@@ -30,12 +33,20 @@ STOP_TIMEOUT_S = 60.0
 MAX_RESTARTS = 5
 MAX_RESTART_DELAY_S = 30.0
 ALL_INTERFACES = ("0.0.0.0", "*", "")
+STATUS_BIND = "tcp://127.0.0.1:0"
+"""The status socket stays on its node's loopback: whoever reaches it can stop the collector."""
+CURVE_FLAGS = ("--curve-secret-key", "--curve-clients")
 PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
 class RayCollector:
-    """Where a collector actor listens: ``address`` for ``BusCallback``, ``status_address`` for status."""
+    """A collector actor: ``address`` and ``curve`` for ``BusCallback``, ``status_address`` for status.
+
+    ``curve`` is a client key pair the collector admits, with its public key
+    (None when started with ``curve=False``); it reaches drivers and workers
+    over Ray's own channel, so nobody handles key files.
+    """
 
     name: str
     address: str
@@ -44,6 +55,7 @@ class RayCollector:
     out: str
     pid: int
     restarts: int
+    curve: CurveKeys | None = field(default=None, repr=False)
 
 
 class CollectorProcess:
@@ -56,10 +68,15 @@ class CollectorProcess:
     with. The child never outlives the actor: Ray's worker subreaper kills it
     when the actor is killed, and where that is off, PR_SET_PDEATHSIG sends
     it SIGTERM. One thread owns the child: it starts it, waits on it, restarts it.
+
+    With ``curve`` the bus requires CurveZMQ: the actor makes the collector's key
+    pair and one client pair in a private temporary directory on its node
+    (0700, never under ``out``), admits that client, and hands its keys out in
+    ``info()``; every restart of the child uses the same keys.
     """
 
     def __init__(self, name: str, out: str, bind: str | None, status_bind: str | None,
-                 collect_args: Sequence[str]) -> None:
+                 collect_args: Sequence[str], curve: bool = True) -> None:
         """``collect_args``: the further ``tunebus collect`` flags (``settings_argv``'s)."""
         import ray
 
@@ -67,10 +84,15 @@ class CollectorProcess:
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]  # Ray's, untyped
         self.node_id = ray.get_runtime_context().get_node_id()
         self.bind, self.address = _resolve(bind or f"tcp://{ip}:0", ip)
-        host = self.bind.removeprefix("tcp://").rsplit(":", 1)[0]
-        self.status_bind, self.status_address = _resolve(status_bind or f"tcp://{host}:0", ip)
+        self.status_bind, self.status_address = _resolve(status_bind or STATUS_BIND, ip)
+        self.keys_dir: Path | None = None
+        self.curve: CurveKeys | None = None
+        curve_args: tuple[str, ...] = ()
+        if curve:
+            self.keys_dir = Path(tempfile.mkdtemp(prefix=f"tunebus-{name}-keys-"))
+            curve_args, self.curve = _make_curve_keys(self.keys_dir)
         self.command = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", self.bind,
-                        "--out", self.out, "--status-bind", self.status_bind, *collect_args]
+                        "--out", self.out, "--status-bind", self.status_bind, *curve_args, *collect_args]
         self.restarts = 0
         self.failure = ""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -84,17 +106,25 @@ class CollectorProcess:
             self.stop(timeout_s=10.0)
             raise
 
-    def info(self) -> dict[str, Any]:
-        """This collector's addresses and state, as a ``RayCollector``'s fields."""
+    def info(self) -> RayCollector:
+        """This collector's addresses, keys and state."""
         pid = self._proc.pid if self._proc is not None else -1
-        return asdict(RayCollector(self.name, self.address, self.status_address, self.node_id,
-                                   self.out, pid, self.restarts))
+        return RayCollector(self.name, self.address, self.status_address, self.node_id,
+                            self.out, pid, self.restarts, self.curve)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM the collector (it drains and closes its files); its exit status, None if killed."""
+        """SIGTERM the collector (it drains and closes its files); its exit status, None if killed.
+
+        Between a crash and its restart there is nothing to drain: 0; after the
+        last restart failed, that failure's status. The keys go with it: a
+        collector started again is a new actor with new keys.
+        """
         self._stopping.set()
         proc = self._proc
-        if proc is not None and proc.poll() is None:
+        try:
+            if proc is None or proc.poll() is not None:
+                self._thread.join(timeout_s)
+                return proc.returncode if proc is not None and self.failure else 0
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout_s)
@@ -103,8 +133,14 @@ class CollectorProcess:
                 proc.kill()
                 proc.wait(timeout_s)
                 return None
-        self._thread.join(timeout_s)
-        return proc.returncode if proc is not None else None
+            self._thread.join(timeout_s)
+            return proc.returncode
+        finally:
+            self._forget_keys()
+
+    def _forget_keys(self) -> None:
+        if self.keys_dir is not None:
+            shutil.rmtree(self.keys_dir, ignore_errors=True)
 
     def _wait_ready(self, timeout_s: float) -> None:
         """Return once the collector answers on its status socket; raise if it dies or is slow."""
@@ -153,6 +189,19 @@ class CollectorProcess:
         return Path(self.out) / ".tunebus" / f"{self.name}.log"
 
 
+def _make_curve_keys(directory: Path) -> tuple[tuple[str, ...], CurveKeys]:
+    """The collector's key pair and one admitted client's in ``directory``: the collect flags, the
+    client's keys. The client's secret stays in memory only (the actor hands it out)."""
+    server_public, server_secret = make_keys(directory, "collector")
+    client_public, client_secret = make_keys(directory, "client")
+    keys = CurveKeys.load(client_secret, server_public)
+    client_secret.unlink()
+    clients = directory / "clients"
+    clients.mkdir(mode=0o700)
+    client_public.rename(clients / client_public.name)
+    return (CURVE_FLAGS[0], str(server_secret), CURVE_FLAGS[1], str(clients)), keys
+
+
 def _resolve(bind: str, ip: str) -> tuple[str, str]:
     """``bind`` with port 0 made a free port, and the address others reach it at (the node's IP)."""
     if not bind.startswith("tcp://") or ":" not in bind[6:]:
@@ -193,16 +242,21 @@ def head_node_id() -> str:
 
 def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: str = DEFAULT_NAME,
                            node: str | None = None, status_bind: str | None = None,
-                           **settings: Any) -> RayCollector:
+                           curve: bool = True, **settings: Any) -> RayCollector:
     """Start (or find, by ``name``) a detached collector actor pinned to ``node`` (default: head).
 
     ``settings`` are any of ``tunebus collect``'s, by their keyword names
     (``sinks=("json", "csv")``, ``max_queue_events=...``, ``aim_repo=...``), checked
     here before anything starts. ``bind`` defaults to the node's IP on a free port; binding all interfaces
-    (``tcp://0.0.0.0:5555``) returns the node's IP in ``address``. The actor
-    outlives this driver; the next driver calling this with the same name gets
-    the running collector (and a warning if it writes elsewhere). ``out`` is a
-    path on that node: use the run's ``storage_path``.
+    (``tcp://0.0.0.0:5555``) returns the node's IP in ``address``. The bus
+    requires CurveZMQ unless ``curve=False``: pass the returned collector's
+    ``curve`` to ``BusCallback``/``TrainBusCallback`` (``curve=collector.curve``).
+    ``curve=False`` is sensible only where nobody else can reach the bus (one
+    node, ``bind="tcp://127.0.0.1:0"``). ``status_bind`` defaults to the node's
+    loopback (``tunebus status``/``tunebus stop`` there). The actor outlives this
+    driver; the next driver calling this with the same name gets the running
+    collector, and a ValueError if that one writes elsewhere (or runs without
+    the CurveZMQ asked for). ``out`` is a path on that node: use the run's ``storage_path``.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -210,15 +264,20 @@ def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: st
     from pipeline.collector.config import settings_argv
 
     args = settings_argv(**settings)
+    if curve and any(flag in CURVE_FLAGS for flag in args):
+        raise ValueError("the actor makes its own CurveZMQ keys: pass curve=False to use "
+                         "curve_secret_key and curve_clients of your own")
     actor: Any = ray.remote(CollectorProcess).options(
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=4,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node or head_node_id(), soft=False),
-    ).remote(name, str(out), bind, status_bind, tuple(args))
-    info: dict[str, Any] = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
-    found = RayCollector(**info)
+    ).remote(name, str(out), bind, status_bind, tuple(args), curve)
+    found: RayCollector = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
+    stop = f"stop it first (tunebus stop --ray {name}) or start another with name="
     if found.out != str(Path(out).expanduser()):
-        log.warning("collector %r already runs, writing into %s (not %s)", name, found.out, out)
+        raise ValueError(f"collector {name!r} already runs, writing into {found.out} (not {out}): {stop}")
+    if curve and found.curve is None:
+        raise ValueError(f"collector {name!r} already runs without CurveZMQ: {stop}, or pass curve=False")
     return found
 
 
@@ -230,20 +289,26 @@ def find_collector_on_ray(name: str = DEFAULT_NAME) -> RayCollector | None:
         actor: Any = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return None
-    info: dict[str, Any] = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
-    return RayCollector(**info)
+    found: RayCollector = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
+    return found
 
 
-def stop_collector_on_ray(name: str = DEFAULT_NAME, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Stop the collector called ``name`` (drained, files closed) and its actor; False if none ran."""
+def stop_collector_on_ray(name: str = DEFAULT_NAME, timeout_s: float = STOP_TIMEOUT_S) -> RayCollector | None:
+    """Stop the collector called ``name`` (drained, files closed) and its actor; None if none ran.
+
+    What ran, as it was just before; RuntimeError (one line) if it did not exit 0:
+    killed after ``timeout_s`` of draining, or failed (its log says why).
+    """
     import ray
 
     try:
         actor: Any = ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
-        return False
+        return None
+    found: RayCollector = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
     code: int | None = ray.get(actor.stop.remote(timeout_s), timeout=timeout_s * 2 + 10)
     ray.kill(actor, no_restart=True)
     if code != 0:
-        log.warning("collector %r exited with %s", name, code)
-    return True
+        what = f"was killed after {timeout_s:g}s of draining" if code is None else f"exited with {code}"
+        raise RuntimeError(f"collector {name!r} {what}; see {found.out}/.tunebus/{name}.log")
+    return found
