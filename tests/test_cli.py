@@ -39,7 +39,7 @@ def test_help_documents_every_flag_of_every_command() -> None:
     commands = re.search(r"\{([a-z,]+)\}", top)
     assert commands is not None
     names = commands.group(1).split(",")
-    assert set(names) == {"collect", "demo", "replay", "keygen", "bench", "status"}
+    assert set(names) == {"collect", "demo", "replay", "keygen", "bench", "status", "stop"}
     for command in names:
         done = run_cli_here(command, "--help")
         out = done.stdout

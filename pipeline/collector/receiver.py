@@ -79,6 +79,7 @@ class Collector:
         self.address = ""
         self.ready = asyncio.Event()
         self._service_fault: BaseException | None = None
+        self._stop: asyncio.Event | None = None
         # Restarted over an old --out: continue every producer after what is written.
         self.sequencer = Sequencer(fanout.restored())
         self._acks_due = acks_due
@@ -90,6 +91,7 @@ class Collector:
         A start that cannot bind releases ``--out``'s lock and removes the state
         directory it created; a collector that ran releases the lock when it returns.
         """
+        self._stop = stop
         ctx = zmq.asyncio.Context()
         auth = start_authenticator(ctx, self.curve.clients_dir, self.refusals) if self.curve else None
         try:
@@ -149,6 +151,16 @@ class Collector:
             raise self._service_fault
         log.info("collector stopped: %d events from %d producers",
                  self.stats.events, len(self.sequencer.per_producer))
+
+    def request_stop(self, why: str) -> bool:
+        """Stop as SIGTERM does (drain, close the files, return); False before ``run``. On the loop only."""
+        stop = self._stop
+        if stop is None:
+            return False
+        if not stop.is_set():
+            log.info("stopping: %s; writing everything received first", why)
+            stop.set()
+        return True
 
     def _service_ended(self, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

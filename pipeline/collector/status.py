@@ -1,4 +1,4 @@
-"""The collector's control socket: it answers every request with its counters, as JSON."""
+"""The collector's control socket: it answers a request with its counters, as JSON, or stops on ``stop``."""
 
 from __future__ import annotations
 
@@ -18,18 +18,24 @@ from pipeline.wire.sockets import DEFAULT_STATUS_ADDRESS
 if TYPE_CHECKING:
     from pipeline.collector.receiver import Collector
 
-__all__ = ["StatusServer"]
+__all__ = ["STOP_REQUEST", "STOPPING", "StatusServer"]
 
 log = logging.getLogger(__name__)
 
 SAMPLE_INTERVAL_S = 1.0
 RATE_WINDOW_S = 10.0
+STOP_REQUEST = b"stop"
+STOPPING = b'{"stopping": true}'
 
 
 class StatusServer:
     """A collector service: a ROUTER on its own address answering with the snapshot and rates.
 
     A ROUTER (not a REP) never gets stuck on a client that asked and went away.
+    A request of ``stop`` (``tunebus stop``) is answered ``{"stopping": true}`` and
+    stops the collector as SIGTERM does: whoever can reach this socket can stop
+    the collector, which is why it binds loopback unless told otherwise.
+    It answers until the collector has written everything and closes.
     When its address cannot be bound (another collector on this machine has it), the
     collector does not start: ``tunebus status`` would otherwise answer for the other one.
     """
@@ -72,9 +78,14 @@ class StatusServer:
             parts = await sock.recv_multipart()
             if len(parts) < 2:
                 continue
-            self.rates.add(time.monotonic(), counters(collector.snapshot()))
+            if parts[-1] == STOP_REQUEST:
+                answer = STOPPING
+                collector.request_stop("asked to stop on the status socket")
+            else:
+                self.rates.add(time.monotonic(), counters(collector.snapshot()))
+                answer = self.answer(collector)
             # Echo the envelope (routing id, REQ's empty delimiter), then the answer.
-            await sock.send_multipart([*parts[:-1], self.answer(collector)], zmq.NOBLOCK)
+            await sock.send_multipart([*parts[:-1], answer], zmq.NOBLOCK)
 
     def answer(self, collector: Collector) -> bytes:
         """The snapshot with recent per-second rates, as JSON."""

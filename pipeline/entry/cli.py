@@ -1,4 +1,4 @@
-"""The ``tunebus`` command: ``collect`` runs the daemon, ``demo`` runs a small sweep through it."""
+"""The ``tunebus`` command: ``collect`` runs the daemon, ``stop`` stops it, ``demo`` tries it out."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipeline.collector.settings import Flag, Integer, Kind, Number, Setting
+from pipeline.entry.ray_actor import DEFAULT_NAME as RAY_DEFAULT_NAME
 from pipeline.wire.sockets import DEFAULT_STATUS_ADDRESS
 
 if TYPE_CHECKING:
@@ -151,6 +152,20 @@ def _add_status(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="how long to wait for an answer (default: %(default)s)")
 
 
+def _add_stop(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("stop", help="stop a running collector gracefully",
+                       description="Stop a collector the way SIGTERM does: it stops reading, writes "
+                                   "everything it holds, closes its files and exits 0. Anyone who can "
+                                   "reach its status socket can do this (it binds loopback by default).")
+    p.add_argument("address", nargs="?", default=None,
+                   help=f"the daemon's --status-bind address (default: {DEFAULT_STATUS_ADDRESS})")
+    p.add_argument("--ray", nargs="?", const=RAY_DEFAULT_NAME, default=None, metavar="NAME",
+                   help="stop the Ray actor called NAME instead (default name: %(const)s), joining the "
+                        "running cluster (ray.init(address='auto'): RAY_ADDRESS or the local cluster)")
+    p.add_argument("--timeout-s", type=_typed(SECONDS), default=60.0,
+                   help="how long to wait for the drain (default: %(default)s)")
+
+
 def _add_bench(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("bench", help="run the benchmarks (python -m bench)",
                        description="Run every benchmark; each prints one JSON line "
@@ -170,6 +185,7 @@ def parser() -> _Parser:
     _add_keygen(sub)
     _add_bench(sub)
     _add_status(sub)
+    _add_stop(sub)
     return top
 
 
@@ -279,6 +295,52 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        if args.address is not None:
+            print("tunebus stop: error: give a status address or --ray NAME, not both", file=sys.stderr)
+            return 2
+        return _stop_ray(args.ray, args.timeout_s)
+    from pipeline.ops.status_client import ask_stop
+
+    address = args.address or DEFAULT_STATUS_ADDRESS
+    try:
+        stopped = ask_stop(address, args.timeout_s)
+    except (TimeoutError, ValueError) as exc:
+        print(f"tunebus stop: error: {exc}", file=sys.stderr)
+        return 1
+    if not stopped:
+        print(f"tunebus stop: error: the collector at {address} is stopping but still draining after "
+              f"{args.timeout_s:g}s (tunebus status {address} shows its queues)", file=sys.stderr)
+        return 1
+    print(f"tunebus stop: the collector at {address} wrote everything it held and stopped")
+    return 0
+
+
+def _stop_ray(name: str, timeout_s: float) -> int:
+    import ray
+
+    from pipeline.entry.ray_actor import stop_collector_on_ray
+
+    try:
+        ray.init(address="auto", configure_logging=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError) as exc:
+        print(f"tunebus stop: error: no Ray cluster to join ({exc}); set RAY_ADDRESS", file=sys.stderr)
+        return 1
+    try:
+        stopped = stop_collector_on_ray(name, timeout_s)
+    except RuntimeError as exc:
+        print(f"tunebus stop: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+    if stopped is None:
+        print(f"tunebus stop: error: no collector actor called {name!r} on this cluster", file=sys.stderr)
+        return 1
+    print(f"tunebus stop: collector {name!r} wrote everything it held into {stopped.out} and stopped")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from bench.__main__ import main as bench_main
 
@@ -288,7 +350,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen,
-            "bench": _bench, "status": _status}
+            "bench": _bench, "status": _status, "stop": _stop}
 
 
 def main(argv: list[str] | None = None) -> int:
