@@ -106,7 +106,9 @@ def test_containerfile_runs_tunebus_collect_with_listed_flags(help_flags: dict[s
         for source in copy.split()[:-1]:
             assert (REPO / source).exists(), source
     exposed = {int(p) for p in found["EXPOSE"].split()}
-    assert {5555, 5556, args["metrics_port"]} <= exposed
+    assert {5555, args["metrics_port"]} <= exposed
+    # Whoever reaches the status socket can stop the collector: it stays on loopback.
+    assert args["status_bind"].startswith("tcp://127.0.0.1:") and 5556 not in exposed
 
 
 def _manifests() -> dict[str, dict[str, Any]]:
@@ -137,6 +139,7 @@ def test_kubernetes_collector_deployment_service_and_claim_fit_together(
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(container_ports)
     assert args["bind"].endswith(f":{container_ports['bus']}")
     assert args["metrics_port"] == container_ports["metrics"]
+    assert args["status_bind"].startswith("tcp://127.0.0.1:") and "status" not in container_ports
     secrets = _secret_mounts(pod, container)
     key, clients = Path(args["curve_secret_key"]), Path(args["curve_clients"])
     assert secrets[str(key.parent)] != secrets[str(clients)]  # the secret key never sits with the clients'
