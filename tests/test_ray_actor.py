@@ -23,7 +23,7 @@ from pipeline.entry.ray_actor import (
 )
 from pipeline.ops.status_client import ask_status
 from pipeline.producer.sender import Sender, SenderConfig
-from pipeline.testing import EXPERIMENT, TRIAL_DIR, dealer, run_cli, start_event, submit_results, wait_for
+from pipeline.testing import EXPERIMENT, TRIAL_DIR, dealer, start_event, submit_results, wait_for
 from pipeline.wire.codec import frame_events
 
 TRIALS = 2
@@ -160,8 +160,11 @@ def test_start_again_returns_the_running_actor_refuses_another_out_and_stop_ends
     assert stopped is not None and stopped.pid == first.pid
     assert find_collector_on_ray(actor_name) is None
     assert stop_collector_on_ray(actor_name) is None
-    done = run_cli("stop", "--ray", actor_name, "--timeout-s", "5")
-    assert done.returncode == 1 and "no collector actor called" in done.stderr
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "stop", "--ray", actor_name],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert (done.returncode, done.stderr) == (
+        1, f"tunebus stop: error: no collector actor called {actor_name!r} on this cluster\n")
 
 
 def _running(pid: int) -> bool:
