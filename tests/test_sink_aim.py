@@ -196,5 +196,5 @@ def test_collector_config_checks_and_passes_the_aim_options(tmp_path: Path) -> N
     sink = make_sink("aim", tmp_path, **config.sink_kwargs("aim"))
     assert isinstance(sink, AimSink) and sink.durable and sink.metrics == {"loss"}
     assert sink.experiment_name == "custom"
-    assert sink.repo == tmp_path / "r" and config.sink_options["json"] == {}
+    assert sink.repo == tmp_path / "r" and config.sink_kwargs("json") == {}
     assert sink.runs_file == tmp_path / ".tunebus" / "aim-runs.json"
