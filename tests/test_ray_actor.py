@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -178,10 +179,19 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_killing_the_actor_stops_its_collector_too(
         ray_session: None, tmp_path: Path, actor_name: str) -> None:
-    """ray.kill on the actor leaves no orphan collector behind: the child ends with it."""
-    from pipeline.entry.ray_actor import NAMESPACE
+    """ray.kill on the actor leaves no orphan collector behind (the child ends with it) and its keys
+    are deleted by the next actor that starts."""
+    from pipeline.entry.ray_actor import KEYS_PREFIX, NAMESPACE
 
     found = start_collector_on_ray(out=tmp_path, name=actor_name, sinks=("json",))
     assert _running(found.pid)
-    ray.kill(ray.get_actor(actor_name, namespace=NAMESPACE), no_restart=True)
+    actor = ray.get_actor(actor_name, namespace=NAMESPACE)
+    actor_pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+    keys = list(Path(tempfile.gettempdir()).glob(f"{KEYS_PREFIX}{actor_pid}-*"))
+    assert len(keys) == 1 and keys[0].stat().st_mode & 0o777 == 0o700
+    ray.kill(actor, no_restart=True)
     wait_for(lambda: not _running(found.pid), 30, "the orphaned collector to exit")
+    # ray.kill leaves no time to delete the keys: the next actor to start does.
+    wait_for(lambda: not _running(actor_pid), 30, "the actor process to exit")
+    start_collector_on_ray(out=tmp_path, name=actor_name, sinks=("json",))
+    assert not keys[0].exists()

@@ -36,6 +36,8 @@ ALL_INTERFACES = ("0.0.0.0", "*", "")
 STATUS_BIND = "tcp://127.0.0.1:0"
 """The status socket stays on its node's loopback: whoever reaches it can stop the collector."""
 CURVE_FLAGS = ("--curve-secret-key", "--curve-clients")
+KEYS_PREFIX = "tunebus-actor-keys-"
+"""``<temp dir>/tunebus-actor-keys-<actor pid>-*``: an actor's keys, while it lives."""
 PR_SET_PDEATHSIG = 1
 
 
@@ -89,7 +91,8 @@ class CollectorProcess:
         self.curve: CurveKeys | None = None
         curve_args: tuple[str, ...] = ()
         if curve:
-            self.keys_dir = Path(tempfile.mkdtemp(prefix=f"tunebus-{name}-keys-"))
+            _forget_orphaned_keys()
+            self.keys_dir = Path(tempfile.mkdtemp(prefix=f"{KEYS_PREFIX}{os.getpid()}-"))
             curve_args, self.curve = _make_curve_keys(self.keys_dir)
         self.command = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", self.bind,
                         "--out", self.out, "--status-bind", self.status_bind, *curve_args, *collect_args]
@@ -200,6 +203,28 @@ def _make_curve_keys(directory: Path) -> tuple[tuple[str, ...], CurveKeys]:
     clients.mkdir(mode=0o700)
     client_public.rename(clients / client_public.name)
     return (CURVE_FLAGS[0], str(server_secret), CURVE_FLAGS[1], str(clients)), keys
+
+
+def _forget_orphaned_keys() -> None:
+    """Delete the key directories of actors that are gone without ``stop`` (``ray.kill``)."""
+    for directory in Path(tempfile.gettempdir()).glob(f"{KEYS_PREFIX}*-*"):
+        pid = directory.name.removeprefix(KEYS_PREFIX).split("-", 1)[0]
+        try:
+            mine = directory.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _resolve(bind: str, ip: str) -> tuple[str, str]:
