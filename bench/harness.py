@@ -9,7 +9,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,16 @@ class BenchArgs(argparse.Namespace):
     plots: bool
 
 
-def parse_args(name: str, argv: Sequence[str] | None = None) -> BenchArgs:
-    """``--quick`` (seconds, proves the script works) and ``--plots`` (save PNGs too)."""
+def parse_args(name: str, argv: Sequence[str] | None = None,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None,
+               namespace: BenchArgs | None = None) -> BenchArgs:
+    """``--quick`` (seconds, proves the script works), ``--plots`` (save PNGs too), and ``extra``'s flags."""
     parser = argparse.ArgumentParser(prog=f"python -m bench.{name}")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: prove the script works")
     parser.add_argument("--plots", action="store_true", help="also save PNG plots in bench/results/")
-    return parser.parse_args(argv, namespace=BenchArgs())
+    if extra is not None:
+        extra(parser)
+    return parser.parse_args(argv, namespace=namespace or BenchArgs())
 
 
 def child_env() -> dict[str, str]:

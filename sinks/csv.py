@@ -5,10 +5,11 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from pipeline.wire.events import Event
 from sinks.base import Sink, TrialRef
+from sinks.csv_rows import Cells, Layout, csv_lines
 from sinks.lineage import ITERATION, Settle, csv_rows, iteration, last_line, move_tail, rewinds
 from sinks.tune_format import flatten
 
@@ -30,7 +31,7 @@ class _TrialCsv:
         self.known = set(self.columns)
         self.last = self._last_iteration()
         self.file: IO[str] = path.open("a", newline="")
-        self.writer = csv.writer(self.file)
+        self.layout: Layout | None = None
         self._counted = self.file.tell()
         self._carried = 0
 
@@ -44,15 +45,15 @@ class _TrialCsv:
             cells = rows[-1][1] if len(rows) > 1 else []
         return iteration(cells[column]) if len(cells) > column else None
 
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        """Write ``rows``; a row whose iteration goes back first moves the rows past it aside."""
+    def append(self, results: list[dict[str, Any]]) -> None:
+        """Write ``results``; one whose iteration goes back first moves the rows past it aside."""
         done = 0
-        for at, back_to in rewinds(self.last, rows, self.started):
-            self.write(rows[done:at])
+        for at, back_to in rewinds(self.last, results, self.started):
+            self.write(results[done:at])
             self._orphan(back_to)
             done = at
-        self.write(rows[done:])
-        for row in reversed(rows):
+        self.write(results[done:])
+        for row in reversed(results):
             if (now := iteration(row.get(ITERATION))) is not None:
                 self.last, self.started = now, False
                 break
@@ -70,7 +71,6 @@ class _TrialCsv:
             header = data[:rows[1][0]]
             move_tail(self.path, cut, self.settle, header)
         self.file = self.path.open("a", newline="")
-        self.writer = csv.writer(self.file)
         self._counted = self.file.tell()
 
     def take_written(self) -> int:
@@ -79,21 +79,44 @@ class _TrialCsv:
         grown, self._counted, self._carried = at - self._counted + self._carried, at, 0
         return grown
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
-        columns = self.columns
-        cells = []
-        for row in rows:
-            if len(row) == len(columns) and list(row) == columns:  # the usual row: same keys
-                cells.append(list(row.values()))
-                continue
-            new = [k for k in row if k not in self.known]
-            if new:
-                self.writer.writerows(cells)
-                cells = []
-                self._widen(new)
+    def write(self, results: list[dict[str, Any]]) -> None:
+        """Append one row per result."""
+        if self.layout is not None:
+            rows = list(map(self.layout.cells, results))
+            if None not in rows:  # the usual batch: every result of the last one's shape
+                self._append(results, cast("list[Cells]", rows))
+                return
+        self._write_each(results, shaped=True)
+
+    def _write_each(self, results: list[dict[str, Any]], shaped: bool) -> None:
+        """Flatten the results a layout does not take (none when not ``shaped``), widening as needed."""
+        rows: list[Cells] = []
+        begin = 0
+        for at, result in enumerate(results):
+            cells = self.layout.cells(result) if shaped and self.layout is not None else None
+            if cells is None:
+                row = flatten(result, skip=SKIP)
+                if not self.known.issuperset(row):
+                    self._append(results[begin:at], rows)
+                    rows, begin = [], at
+                    new = [k for k in row if k not in self.known]  # after the append, which may widen
+                    if new:
+                        self._widen(new)
                 columns = self.columns
-            cells.append([row.get(k, "") for k in columns])
-        self.writer.writerows(cells)
+                if len(row) == len(columns) and list(row) == columns:  # the usual row: same keys
+                    cells = tuple(row.values())
+                else:
+                    cells = tuple([row.get(k, "") for k in columns])
+                self.layout = Layout.build(result, SKIP, columns) if shaped else None
+            rows.append(cells)
+        self._append(results[begin:], rows)
+
+    def _append(self, results: list[dict[str, Any]], rows: list[Cells]) -> None:
+        text = csv_lines(rows)
+        if text is None:  # a layout took a result with a new nested dict: flatten each of them
+            self._write_each(results, shaped=False)
+        else:
+            self.file.write(text)
 
     def _widen(self, new: list[str]) -> None:
         """Add columns: a fresh file gets its header, an old one is rewritten with a wider one."""
@@ -111,7 +134,6 @@ class _TrialCsv:
             writer.writerows(row + pad for row in rows)
         os.replace(tmp, self.path)
         self.file = self.path.open("a", newline="")
-        self.writer = csv.writer(self.file)
 
 
 def _read_header(path: Path) -> list[str]:
@@ -143,7 +165,7 @@ class CsvSink(Sink):
         self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE, self.settle, start is not None)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
-        self._trials[trial.key].append([flatten(r, skip=SKIP) for r in results])
+        self._trials[trial.key].append(results)  # a top-level training_iteration: flat or not alike
 
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         closing = self._trials.pop(trial.key)
