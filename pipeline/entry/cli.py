@@ -9,7 +9,7 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -205,6 +205,16 @@ async def _serve(config: CollectorConfig) -> None:
     await collector.run(stop)
 
 
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the collector on uvloop when it is installed (the ``fast`` extra), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def _collect(args: argparse.Namespace) -> int:
     try:
         config = collect_config(args)
@@ -214,7 +224,7 @@ def _collect(args: argparse.Namespace) -> int:
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.info("effective config: %s", config.describe())
     try:
-        asyncio.run(_serve(config))
+        _run_loop(_serve(config))
     except (OSError, ValueError) as exc:  # address in use, unwritable directory, bad key file
         print(f"tunebus collect: error: {exc}", file=sys.stderr)
         return 1
