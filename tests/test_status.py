@@ -113,11 +113,15 @@ async def test_the_throughput_log_says_rates_and_lags_and_nothing_while_idle(
             sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
             await wait_until(lambda: any(r.message.startswith("throughput:") for r in caplog.records), 20,
                              "a throughput line")
+            await wait_until(lambda: all(s.events == 2 for s in collector.snapshot().sinks.values()), 20,
+                             "both sinks writing both events")
+        ticks = ticker.ticks
+        await wait_until(lambda: ticker.ticks >= ticks + 2, 20, "the interval that saw the last writes")
         lines = [r.message for r in caplog.records if r.message.startswith("throughput:")]
         ticks = ticker.ticks
-        await wait_until(lambda: ticker.ticks >= ticks + 3, 20, "idle intervals after the events")
+        await wait_until(lambda: ticker.ticks >= ticks + 3, 20, "idle intervals after the writes")
     after = [r.message for r in caplog.records if r.message.startswith("throughput:")]
-    assert len(after) <= len(lines) + 1  # at most the interval that saw the last writes
+    assert after == lines  # idle again: not a line more
     assert "json " in lines[0] and "csv " in lines[0] and "lag: sink" in lines[0]
 
 
