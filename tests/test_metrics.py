@@ -73,3 +73,29 @@ async def test_a_taken_metrics_port_stops_the_collector(tmp_path: Path, address:
                                                     status_bind="", metrics_port=port))
         with pytest.raises(OSError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
             await asyncio.wait_for(collector.run(asyncio.Event()), 30)
+
+
+async def test_producers_are_named_and_an_ended_runs_series_go(tmp_path: Path, address: str) -> None:
+    """A producer's info series names its experiment, host and pid; an hour after its end its series go."""
+    import time
+
+    from pipeline.collector.runs import SHOWN_AFTER_END_S
+    from pipeline.wire.codec import encode_event
+
+    setup = encode_event("setup", "drv.1", 0, time.time(), "", "", "", {"host": "gpu7", "pid": 4242})
+    end = encode_event("experiment_end", "drv.1", 3, time.time(), "exp", "", "", {"trials": {"t1": "ok"}})
+    async with running_collector(tmp_path, address, sinks=("json",), metrics_port=0) as collector:
+        exporter = next(s for s in collector.services if isinstance(s, MetricsExporter))
+        await asyncio.wait_for(exporter.ready.wait(), 10)
+        with dealer(address, "drv.1") as sock:
+            events = [setup, start_event("drv.1", 1), result_event("drv.1", 2), end]
+            sock.send(frame_events("drv.1", 0, events))
+            await wait_until(lambda: collector.snapshot().sinks["json"].events == 4, 20, "the writes")
+        ended = await asyncio.to_thread(_scrape, exporter.port)
+        collector.runs.clock = lambda: time.monotonic() + SHOWN_AFTER_END_S + 1  # an hour later
+        later = await asyncio.to_thread(_scrape, exporter.port)
+    info = ("tunebus_producer_info", (("experiments", "exp"), ("host", "gpu7"), ("pid", "4242"),
+                                      ("producer", "drv.1"), ("run", "ended")))
+    assert ended[info] == 1 and ended[("tunebus_events_received_total", (("producer", "drv.1"),))] == 4
+    assert not [key for key in later if ("producer", "drv.1") in key[1]]
+    assert later[("tunebus_refused_clients_total", ())] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,15 @@ from pipeline.testing import running_collector, submit_results, written
 from pipeline.wire.spool import read_spool
 
 COUNT = 50
+
+
+def test_closing_with_no_collector_names_the_spool_and_the_real_address(
+        tmp_path: Path, address: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The end-of-run hint is a command to copy: the saved file and the collector's own address."""
+    caplog.set_level(logging.WARNING, logger="pipeline.producer.sender")
+    spool = _left_spool(tmp_path, address)
+    [hint] = [r.getMessage() for r in caplog.records if "Deliver them with" in r.getMessage()]
+    assert hint.endswith(f"tunebus replay {spool} --to {address}")
 
 
 def _left_spool(tmp_path: Path, address: str) -> Path:

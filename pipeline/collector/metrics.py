@@ -44,7 +44,11 @@ TOTAL_COUNTERS: list[tuple[str, str, Callable[[CollectorSnapshot], float]]] = [
     ("tunebus_frames_received", "Frames read from the bus.", lambda c: c.frames),
     ("tunebus_quarantined_frames", "Malformed frames kept in quarantine.", lambda c: c.quarantined),
     ("tunebus_duplicate_events", "Repeated events dropped (already taken).", lambda c: c.duplicates),
-    ("tunebus_sequence_gaps", "Gaps answered with a nack.", lambda c: c.gaps)]
+    ("tunebus_sequence_gaps", "Gaps answered with a nack.", lambda c: c.gaps),
+    ("tunebus_refused_clients", "Handshakes refused (CurveZMQ keys, ZAP); the log says whom.",
+     lambda c: c.refused)]
+PRODUCER_INFO = ("tunebus_producer_info", "1 per producer shown in status: its experiments, driver host "
+                 "and pid, and whether its run ended (an ended run's series go an hour after its end).")
 
 
 class SnapshotMetrics:
@@ -63,6 +67,7 @@ class SnapshotMetrics:
             yield CounterMetricFamily(name, doc, value=total(snap))
         for family, specs in ((CounterMetricFamily, PRODUCER_COUNTERS), (GaugeMetricFamily, PRODUCER_GAUGES)):
             yield from _labelled(family, "producer", specs, snap.producers)
+        yield _producer_info(GaugeMetricFamily, snap.producers)
         for family, sink_specs in ((CounterMetricFamily, SINK_COUNTERS), (GaugeMetricFamily, SINK_GAUGES)):
             yield from _labelled(family, "sink", sink_specs, snap.sinks)
 
@@ -77,6 +82,16 @@ def _labelled(family: Any, label: str, specs: Sequence[tuple[str, str, Callable[
             if value is not None:
                 metric.add_metric([row_name], value)
         yield metric
+
+
+def _producer_info(family: Any, producers: Mapping[str, ProducerSnapshot]) -> Metric:
+    """Who each producer is, as labels of a constant 1 (Prometheus' info-metric idiom)."""
+    metric = family(*PRODUCER_INFO, labels=["producer", "experiments", "host", "pid", "run"])
+    for name, p in producers.items():
+        metric.add_metric([name, ",".join(p.experiments), p.host, str(p.pid or ""),
+                           "ended" if p.ended else "running"], 1)
+    result: Metric = metric
+    return result
 
 
 class MetricsExporter:
