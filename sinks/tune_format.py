@@ -11,8 +11,7 @@ import orjson
 
 from pipeline.wire.events import Fallback
 
-__all__ = ["REMOVED_HPARAMS", "flatten", "json_line", "params_json", "scrub_hparams", "split_hparams",
-           "tune_tag"]
+__all__ = ["REMOVED_HPARAMS", "flatten", "json_line", "params_json", "split_hparams", "tune_tag"]
 
 _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -60,17 +59,13 @@ REMOVED_HPARAMS = "Removed the following hyperparameter values when logging to %
 """What Tune's TBX and Aim loggers say at INFO about the hparams they leave out."""
 
 
-def scrub_hparams(params: dict[str, Any]) -> dict[str, Any]:
-    """Evaluated params as Tune's TBX and Aim loggers keep them for hparams.
+def split_hparams(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluated params as Tune's TBX and Aim loggers keep them for hparams, and the ones removed.
 
     Flattened with ``/``; plain values kept, the numpy scalars Tune accepts turned
-    into Python values, everything else (tuples, objects) dropped.
+    into Python values; everything else (tuples, objects) removed, as Tune names it
+    in its INFO line.
     """
-    return split_hparams(params)[0]
-
-
-def split_hparams(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``scrub_hparams``' kept values, and the removed ones as Tune names them in its INFO line."""
     flat = flatten(params)
     kept = {k: v for k, v in flat.items() if isinstance(v, HPARAM_TYPES)}
     kept.update({k: v.tolist() for k, v in flat.items() if isinstance(v, NP_HPARAM_TYPES)})

@@ -14,7 +14,6 @@ from pipeline.wire.events import Event, Kind
 
 __all__ = [
     "LOG",
-    "METRIC_KINDS",
     "RESULT",
     "STEP_KEYS",
     "Leaf",
@@ -34,9 +33,6 @@ __all__ = [
 
 RESULT = Kind.RESULT.value
 LOG = Kind.LOG.value
-METRIC_KINDS = frozenset({RESULT, LOG})
-"""The kinds that carry metrics, the only ones filters change: a driver's result (the payload)
-and a worker's ``pipeline.log`` call (the payload's ``values``); see ``metrics_of``."""
 STEP_KEYS = ("timesteps_total", "training_iteration")
 """What the TensorBoard and Aim sinks take a result's step from."""
 MAX_CACHED_NAMES = 65_536
