@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from pipeline.collector.receiver import Collector
     from pipeline.producer.sender import Sender
 
-__all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "FailingSink", "GatedSink", "RecordingSink", "dealer",
+__all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "FailingSink", "GatedSink", "RecordingSink", "dealer", "event",
            "free_address", "result_event", "result_events", "run_cli", "run_cli_here", "running_collector",
            "start_collector", "start_event", "submit_results", "wait_for", "wait_until", "written"]
 
@@ -109,10 +109,12 @@ def run_cli_here(*args: str) -> subprocess.CompletedProcess[str]:
 
 @contextmanager
 def dealer(address: str, identity: str, *, asynchronous: bool = False, linger_ms: int = 0,
-           send_hwm: int | None = None) -> Iterator[zmq.Socket[Any]]:
+           send_hwm: int | None = None, curve: tuple[bytes, bytes, bytes] | None = None,
+           ) -> Iterator[zmq.Socket[Any]]:
     """A raw producer socket (DEALER named ``identity``) connected to ``address``, closed after.
 
     ``send_hwm``: frames queued before sends block (0: no limit); ZeroMQ's default otherwise.
+    ``curve``: the client's public and secret key and the server's public key, for CurveZMQ.
     """
     ctx: zmq.Context[Any] = zmq.asyncio.Context() if asynchronous else zmq.Context()
     sock = ctx.socket(zmq.DEALER)
@@ -120,6 +122,8 @@ def dealer(address: str, identity: str, *, asynchronous: bool = False, linger_ms
     sock.setsockopt(zmq.ROUTING_ID, identity.encode())
     if send_hwm is not None:
         sock.setsockopt(zmq.SNDHWM, send_hwm)
+    if curve is not None:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve
     sock.connect(address)
     try:
         yield sock
@@ -160,6 +164,21 @@ def result_event(producer: str, seq: int) -> bytes:
     """An encoded ``result`` of the test trial whose ``i`` and iteration are ``seq``."""
     return encode_event("result", producer, seq, time.time(), EXPERIMENT, TRIAL, TRIAL_DIR,
                         {"i": seq, "training_iteration": seq})
+
+
+def event(kind: str, payload: dict[str, Any] | None = None, *, seq: int = 0, producer: str = "p",
+          ts: float = 0.0, experiment: str = EXPERIMENT, trial: str = TRIAL,
+          trial_dir: str | None = None) -> Event:
+    """A decoded event of any kind, as the collector hands it to filters and sinks.
+
+    Experiment-level kinds get no trial (``setup`` no experiment either); a trial's
+    directory defaults to ``<trial>_dir``.
+    """
+    if kind in ("setup", "experiment_end"):
+        trial, trial_dir = "", ""
+        experiment = "" if kind == "setup" else experiment
+    return Event(kind, producer, seq, ts, experiment, trial,
+                 f"{trial}_dir" if trial_dir is None else trial_dir, payload or {})
 
 
 def result_events(count: int, producer: str = "p", first: int = 0) -> list[Event]:

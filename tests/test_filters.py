@@ -21,11 +21,12 @@ from pipeline.collector.filters import (
 )
 from pipeline.collector.gates import EveryN, EveryS, LogGate
 from pipeline.collector.smoothing import Aggregate, Smooth
+from pipeline.testing import event
 from pipeline.wire.events import Event
 
 
 def _event(kind: str, payload: dict[str, Any], trial: str = "t", ts: float = 0.0, seq: int = 0) -> Event:
-    return Event(kind, "p", seq, ts, "e", trial, f"{trial}_dir", payload)
+    return event(kind, payload, seq=seq, ts=ts, experiment="e", trial=trial)
 
 
 def _results(values: list[dict[str, Any]], trial: str = "t", dt: float = 1.0) -> list[Event]:

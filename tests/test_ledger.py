@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collector.ledger import Ledger
+from pipeline.testing import event
 from pipeline.wire.events import Event
 
 DAY_S = 24 * 3600.0
@@ -23,8 +24,7 @@ class Clock:
 
 
 def _event(kind: str, producer: str, seq: int) -> Event:
-    return Event(kind, producer, seq, 0.0, "exp", "" if kind == "experiment_end" else "t1",
-                 "" if kind == "experiment_end" else "t1", {})
+    return event(kind, seq=seq, producer=producer, trial_dir="t1")
 
 
 def test_an_ended_producer_is_forgotten_after_the_ttl_and_a_running_one_never(tmp_path: Path) -> None:

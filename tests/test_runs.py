@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.collector.runs import SHOWN_AFTER_END_S, RunBook
 from pipeline.producer.sender import Sender, SenderConfig
-from pipeline.testing import running_collector, wait_for
+from pipeline.testing import event, running_collector, wait_for
 from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Event
 
@@ -26,10 +26,7 @@ class Clock:
 
 
 def _event(kind: str, payload: dict[str, object], experiment: str = "exp", trial: str = "t1") -> Event:
-    if kind in ("setup", "experiment_end"):
-        trial = ""
-    return Event(kind, "drv.1", 0, 0.0, experiment if kind != "setup" else "", trial,
-                 f"{trial}_dir" if trial else "", payload)
+    return event(kind, payload, producer="drv.1", experiment=experiment, trial=trial)
 
 
 def test_a_run_is_said_at_start_and_end_and_forgotten_an_hour_later(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pipeline.collector.sequencer import Sequenced, Sequencer
+from pipeline.testing import event
 from pipeline.wire.events import Event
 
 
 def _events(producer: str, seqs: Iterable[int]) -> list[Event]:
-    return [Event("result", producer, seq, 1.0, "exp", "t1", "t1_dir", {"i": seq}) for seq in seqs]
+    return [event("result", {"i": seq}, seq=seq, producer=producer, ts=1.0) for seq in seqs]
 
 
 def _accept(sequencer: Sequencer, base: int, seqs: Iterable[int], producer: str = "p") -> Sequenced:

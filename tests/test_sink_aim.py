@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline.testing import event
 from pipeline.wire.events import Event
 from sinks import make_sink
 from sinks.aim import AimSink
@@ -20,7 +21,7 @@ CONTEXT = '{"subset": "train"}'
 
 
 def _event(kind: str, seq: int, payload: dict[str, Any], trial: str = "t1") -> Event:
-    return Event(kind, "p", seq, 0.0, "exp", trial, f"dir_{trial}", payload)
+    return event(kind, payload, seq=seq, trial=trial, trial_dir=f"dir_{trial}")
 
 
 def _result(i: int, **extra: Any) -> dict[str, Any]:

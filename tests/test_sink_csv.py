@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from pipeline.testing import event
 from pipeline.wire.events import Event
 from sinks.base import TrialFiles, close_all, deliver
 from sinks.csv import CsvSink
 
 
 def _event(kind: str, seq: int, payload: dict[str, object]) -> Event:
-    return Event(kind, "p", seq, 0.0, "exp", "t1", "dir_t1", payload)
+    return event(kind, payload, seq=seq, trial_dir="dir_t1")
 
 
 def _write(out: Path, events: list[Event]) -> CsvSink:

@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+from pipeline.testing import event
 from pipeline.wire.events import Event
 from sinks.base import TrialFiles, close_all, deliver
 from sinks.json import JsonSink
@@ -14,7 +15,7 @@ PARAMS_PKL = pickle.dumps({"lr": 0.1})
 
 
 def _event(kind: str, seq: int, payload: dict[str, object]) -> Event:
-    return Event(kind, "p", seq, 0.0, "exp", "t1", "dir_t1", payload)
+    return event(kind, payload, seq=seq, trial_dir="dir_t1")
 
 
 def _start(seq: int = 0) -> Event:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipeline.testing import event
 from pipeline.wire.codec import decode_event, encode_event
 from pipeline.wire.events import Event
 from sinks.base import Sink, TrialFiles, TrialRef, close_all, deliver
@@ -17,7 +18,7 @@ from sinks.tensorboard import TensorBoardSink
 
 
 def _event(kind: str, seq: int, payload: dict[str, Any]) -> Event:
-    return Event(kind, "p", seq, 100.0 + seq, "exp", "t1", "dir_t1", payload)
+    return event(kind, payload, seq=seq, ts=100.0 + seq, trial_dir="dir_t1")
 
 
 def _log(seq: int, step: int, values: dict[str, Any], rank: int = 0, world_size: int = 1) -> Event:
