@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
             out = Path(tmp)
             with CollectorProcess(out, SINKS) as collector:
-                _run("bare", -1, min(steps, 300), out, collector.address)  # warm-up, unmeasured
+                if not args.quick:  # quick: under the 300 s a quick benchmark may take
+                    _run("bare", -1, 300, out, collector.address)  # warm-up, unmeasured
                 runs = [_run(mode, r, steps, out, collector.address) for r in range(rounds) for mode in MODES]
                 collector.stop()
             points = [_points_in_tensorboard(out / f"bus-{r}" / "train") for r in range(rounds)]
