@@ -34,14 +34,14 @@ def trial_dir_name(trial: Trial) -> str:
     return str(trial.storage.trial_dir_name)
 
 
-def ensure_ray() -> None:
-    """A local one-CPU Ray (Trial paths need its session directory), quiet."""
+def ensure_ray(num_cpus: int = 1) -> None:
+    """A local Ray of ``num_cpus`` (Trial paths need its session directory), quiet; kept if running."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=1, include_dashboard=False, configure_logging=False,
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, configure_logging=False,
                  log_to_driver=False)
 
 

@@ -15,7 +15,7 @@ from pipeline.testing import run_cli_here
 REPO = Path(__file__).resolve().parent.parent
 
 EXPECTED_KEYS = {
-    "driver_cost": {"callbacks", "times_bus_median", "target"},
+    "driver_cost": {"callbacks", "times_bus_median", "target", "in_sweep", "in_sweep_target"},
     "throughput": {"runs", "best_per_s", "targets", "producer_counts"},
     "latency": {"rates", "target"},
     "isolation": {"baseline", "with_slow_sink", "throughput_kept", "driver_median_ratio", "backlog"},

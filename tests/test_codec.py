@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline.wire.codec import (
+    EventEncoder,
     Fallback,
     decode_control,
     decode_event,
@@ -115,6 +116,19 @@ def test_encoding_never_raises_in_the_driver() -> None:
     cyclic.append(cyclic)
     got = _trip({"cycle": cyclic})
     assert "tunebus_unencodable" in got
+
+
+def test_the_reused_packer_encodes_as_encode_event_even_after_a_failure() -> None:
+    """EventEncoder gives encode_event's bytes for plain, odd and unencodable payloads, in any order."""
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    payloads: list[dict[str, object]] = [
+        {"loss": 0.5, "nested": {"a": [1, (2, 3)]}}, {"bad": "\ud800"}, {"f32": np.float32(0.1)},
+        {"cycle": cyclic}, {"mode": _Mode.FAST, "big": 2**70, "arr": np.arange(3)}, {"loss": 0.25}]
+    encoder = EventEncoder()
+    for seq, payload in enumerate(payloads * 2):
+        head = ("result", "p", seq, 1.5, "e", "t", "d")
+        assert encoder.encode(*head, payload) == encode_event(*head, payload)
 
 
 @pytest.mark.parametrize("frame,fault", [

