@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from pipeline.collector.settings import Setting
 from pipeline.wire.events import Event, Kind
+from sinks.open_files import OpenFiles
 
 __all__ = ["STATE_DIR", "Setting", "Sink", "TrialFiles", "TrialRef", "close_all", "deliver"]
 
@@ -70,6 +71,10 @@ class Sink:
     ``write_logs``); a sink that does not never sees ``log`` events, and no trial is opened for them."""
     bytes_written: int | None = None
     """Bytes handed to files so far, for status and metrics; None: this sink does not count them."""
+    files: OpenFiles
+    """The budget of files this sink keeps open (a sink built into a collector gets its share of
+    ``--max-open-files``); a sink opening one file per trial opens it here, so 10,000 trials never
+    hold 10,000 descriptors."""
     settle: Callable[[Path, int], None] = staticmethod(_nothing_to_settle)
     """Set by the collector for a durable sink (its ledger's ``settle``): a sink about to cut a
     file it appends to (a restored trial's rows moved aside) calls it first with the size it keeps."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from pipeline.wire.events import Event
 from sinks.base import Sink, TrialRef
 from sinks.csv_rows import Cells, Layout, csv_lines
 from sinks.lineage import ITERATION, Settle, csv_rows, iteration, last_line, move_tail, rewinds
+from sinks.open_files import OpenFiles, PooledFile
 from sinks.tune_format import flatten
 
 __all__ = ["CsvSink"]
@@ -23,14 +24,15 @@ SKIP = frozenset({"config"})
 class _TrialCsv:
     """One open ``progress.csv``, the columns its header names and its last row's iteration."""
 
-    def __init__(self, path: Path, settle: Settle, started: bool) -> None:
+    def __init__(self, path: Path, settle: Settle, started: bool, files: OpenFiles) -> None:
         self.path = path
+        self.files = files
         self.settle = settle
         self.started = started
         self.columns: list[str] = _read_header(path)
         self.known = set(self.columns)
         self.last = self._last_iteration()
-        self.file: IO[str] = path.open("a", newline="")
+        self.file: PooledFile = files.open(path, "a", newline="")
         self.layout: Layout | None = None
         self._counted = self.file.tell()
         self._carried = 0
@@ -70,7 +72,7 @@ class _TrialCsv:
         if cut is not None:
             header = data[:rows[1][0]]
             move_tail(self.path, cut, self.settle, header)
-        self.file = self.path.open("a", newline="")
+        self.file = self.files.open(self.path, "a", newline="")
         self._counted = self.file.tell()
 
     def take_written(self) -> int:
@@ -133,7 +135,7 @@ class _TrialCsv:
             pad = [""] * len(new)
             writer.writerows(row + pad for row in rows)
         os.replace(tmp, self.path)
-        self.file = self.path.open("a", newline="")
+        self.file = self.files.open(self.path, "a", newline="")
 
 
 def _read_header(path: Path) -> list[str]:
@@ -157,12 +159,14 @@ class CsvSink(Sink):
 
     def __init__(self, out: Path) -> None:
         self.out = out
+        self.files = OpenFiles()
         self._trials: dict[tuple[str, str], _TrialCsv] = {}
         self.bytes_written: int = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
-        self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE, self.settle, start is not None)
+        self._trials[trial.key] = _TrialCsv(trial.dir / PROGRESS_FILE, self.settle, start is not None,
+                                            self.files)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
         self._trials[trial.key].append(results)  # a top-level training_iteration: flat or not alike

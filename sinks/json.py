@@ -7,13 +7,14 @@ Also ``worker_log.json``: one line per ``pipeline.log`` call (``step``, ``rank``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
 from pipeline.wire.events import Event
 from sinks.base import Sink, TrialRef
 from sinks.lineage import ITERATION, iteration, json_rows, last_line, move_tail, rewinds
+from sinks.open_files import OpenFiles, PooledFile
 from sinks.tune_format import json_line, params_json
 
 __all__ = ["JsonSink"]
@@ -41,10 +42,11 @@ class JsonSink(Sink):
 
     def __init__(self, out: Path) -> None:
         self.out = out
-        self._files: dict[tuple[str, str], IO[bytes]] = {}
+        self.files = OpenFiles()
+        self._files: dict[tuple[str, str], PooledFile] = {}
         self._last: dict[tuple[str, str], int | None] = {}
         self._started: set[tuple[str, str]] = set()
-        self._logs: dict[tuple[str, str], IO[bytes]] = {}
+        self._logs: dict[tuple[str, str], PooledFile] = {}
         self._dirty: set[tuple[str, str]] = set()
         self.bytes_written: int = 0
 
@@ -58,7 +60,7 @@ class JsonSink(Sink):
             if isinstance(pickled, bytes):  # produced by the driver; never unpickled here
                 self.bytes_written += (trial.dir / PARAMS_PICKLE_FILE).write_bytes(pickled)
         path = trial.dir / RESULT_FILE
-        self._files[trial.key] = path.open("ab")
+        self._files[trial.key] = self.files.open(path, "ab")
         self._last[trial.key] = _last_iteration(path)
         if start is not None:
             self._started.add(trial.key)
@@ -78,7 +80,7 @@ class JsonSink(Sink):
                 self._started.discard(trial.key)
                 break
 
-    def _append(self, file: IO[bytes], results: list[dict[str, Any]]) -> None:
+    def _append(self, file: PooledFile, results: list[dict[str, Any]]) -> None:
         if results:
             self.bytes_written += file.write(b"".join([json_line(r) + b"\n" for r in results]))
 
@@ -92,7 +94,7 @@ class JsonSink(Sink):
     def write_logs(self, trial: TrialRef, logs: list[Event]) -> None:
         f = self._logs.get(trial.key)
         if f is None:
-            f = self._logs[trial.key] = (trial.dir / WORKER_LOG_FILE).open("ab")
+            f = self._logs[trial.key] = self.files.open(trial.dir / WORKER_LOG_FILE, "ab")
         self.bytes_written += f.write(b"".join([json_line(_log_line(e)) + b"\n" for e in logs]))
         self._dirty.add(trial.key)
 

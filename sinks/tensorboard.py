@@ -8,7 +8,7 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import crc32c
 import numpy as np
@@ -19,6 +19,7 @@ from tensorboardX.proto.summary_pb2 import Summary
 
 from pipeline.wire.events import Event
 from sinks.base import Sink, TrialRef
+from sinks.open_files import OpenFiles, PooledFile
 from sinks.tune_format import REMOVED_HPARAMS, flatten, split_hparams, tune_tag
 
 __all__ = ["EventFile", "TensorBoardSink", "record"]
@@ -60,13 +61,13 @@ def record(data: bytes) -> bytes:
                      struct.pack("<I", _masked_crc(data))))
 
 
-def _create(directory: Path) -> tuple[Path, IO[bytes]]:
+def _create(directory: Path, files: OpenFiles) -> tuple[Path, PooledFile]:
     """A new ``events.out.tfevents.<time>.<host>.tunebus[.<n>]`` file (never reused; sorts in order)."""
     base = f"events.out.tfevents.{str(time.time())[:10]}.{socket.gethostname()}{FILE_SUFFIX}"
     for n in range(MAX_NAME_TRIES):
         path = directory / (base if n == 0 else f"{base}.{n}")
         try:
-            return path, path.open("xb")
+            return path, files.open(path, "xb")
         except FileExistsError:
             continue
     raise FileExistsError(f"{MAX_NAME_TRIES} event files named {base}* already in {directory}")
@@ -75,8 +76,8 @@ def _create(directory: Path) -> tuple[Path, IO[bytes]]:
 class EventFile:
     """One event file: starts with the file_version event; records wait in memory until ``flush``."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path, self._file = _create(directory)
+    def __init__(self, directory: Path, files: OpenFiles) -> None:
+        self.path, self._file = _create(directory, files)
         self._pending: list[bytes] = []
         self.bytes_written = 0
         self.add(TbEvent(wall_time=time.time(), file_version=FILE_VERSION))
@@ -100,10 +101,10 @@ class _TrialLog:
     """A trial's open event file, its evaluated params, its last valid result (for hparams)
     and the step of its last result (from the files a previous trial start or collector left)."""
 
-    def __init__(self, directory: Path, params: Any, started: bool) -> None:
+    def __init__(self, directory: Path, params: Any, started: bool, files: OpenFiles) -> None:
         self.last_step = _last_result_step(directory)
         self.started = started
-        self.file = EventFile(directory)
+        self.file = EventFile(directory, files)
         self.params = params
         self.last_valid: dict[str, Any] = {}
 
@@ -140,6 +141,7 @@ class TensorBoardSink(Sink):
 
     def __init__(self, out: Path) -> None:
         self.out = out
+        self.files = OpenFiles()
         self._trials: dict[tuple[str, str], _TrialLog] = {}
         self._tags: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -150,7 +152,7 @@ class TensorBoardSink(Sink):
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
         trial.dir.mkdir(parents=True, exist_ok=True)
         params = start.payload.get("evaluated_params") if start is not None else None
-        self._trials[trial.key] = _TrialLog(trial.dir, params, start is not None)
+        self._trials[trial.key] = _TrialLog(trial.dir, params, start is not None, self.files)
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
         """One Event per result. A result whose step goes back (a restored trial reports

@@ -23,6 +23,7 @@ EXPECTED_KEYS = {
     "saturation": {"steps", "saturation_per_s", "lost_total"},
     "filters": {"tensorboard", "chains"},
     "worker_log": {"runs", "vs_bare", "every_point_in_tensorboard", "target"},
+    "many_trials": {"runs", "trials", "open_at_once"},
 }
 COMMON_KEYS = {"bench", "quick", "elapsed_s", "machine"}
 

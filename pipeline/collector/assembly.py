@@ -7,6 +7,7 @@ import asyncio
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.fanout import Fanout
+from pipeline.collector.file_budget import open_file_budget, share
 from pipeline.collector.filter_spec import parse_filters
 from pipeline.collector.ledger import Ledger
 from pipeline.collector.out_lock import OutLock
@@ -54,10 +55,11 @@ def build_collector(config: CollectorConfig) -> Collector:
             curve = CurveServer(CurveKeys.load(config.curve_secret_key), config.curve_clients)
         quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
         acks_due = asyncio.Event()  # a worker wrote a batch: acknowledgements may move
-        workers = [
-            _worker(make_sink(name, config.out, **config.sink_kwargs(name)), config, acks_due, quarantine)
-            for name in config.sinks
-        ]
+        budget = open_file_budget(config.max_open_files)
+        sinks = [make_sink(name, config.out, **config.sink_kwargs(name)) for name in config.sinks]
+        for sink in sinks:
+            sink.files = share(budget, len(sinks))
+        workers = [_worker(sink, config, acks_due, quarantine) for sink in sinks]
     except BaseException:
         lock.release(discard=True)
         raise

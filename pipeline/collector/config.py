@@ -81,6 +81,11 @@ class CollectorConfig:
                                        "serve Prometheus metrics on this port, 0 for any",
                                        default_text="no metrics")
     metrics_host: str = setting("127.0.0.1", Text(empty=True, metavar="HOST"), "interface for --metrics-port")
+    max_open_files: int | None = setting(None, Integer(minimum=1, metavar="FILES"),
+                                         "files the sinks keep open at once, shared among them; past it "
+                                         "the least recently used is closed and later reopened to append",
+                                         default_text="half the open-file limit (raised to its hard limit), "
+                                                      "at most 4096")
     log_interval_s: float = setting(30.0, SECONDS, "log a line of throughput and lag this often, 0 for never")
     ended_producer_ttl_s: float = setting(7 * 24 * 3600.0, SECONDS,
                                           "forget a driver this long after its run ended, so the ledger "
