@@ -16,7 +16,10 @@ import pytest
 from tensorboardX.proto.event_pb2 import Event as TbEvent
 
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.testing import event
 from pipeline.wire.codec import encode_event
+from sinks import make_sink
+from sinks.base import TrialFiles, close_all, deliver
 from sinks.open_files import OpenFiles, PooledFile
 from sinks.tensorboard import FILE_SUFFIX, _read_records
 
@@ -64,6 +67,31 @@ def test_running_out_of_descriptors_closes_the_oldest_and_retries(tmp_path: Path
     for f in (first, second):
         f.close()
     assert ((tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()) == (b"aa", b"b")
+
+
+def _sink_files(tmp_path: Path, name: str, budget: int) -> dict[str, bytes]:
+    """Five interleaved trials (a column arriving late) through sink ``name`` holding ``budget`` files."""
+    out = tmp_path / f"{name}-{budget}"
+    sink, files = make_sink(name, out), TrialFiles(out)
+    sink.files = OpenFiles(budget)
+    events = [event("trial_start", {"config": {"k": t}}, seq=t, trial=f"t{t}") for t in range(5)]
+    events += [event("result", {"training_iteration": n + 1, "loss": n / 3, **({"late": n} if n > 2 else {})},
+                     seq=10 + 5 * n + t, trial=f"t{t}") for n in range(6) for t in range(5)]
+    for at in range(0, len(events), 7):
+        deliver(sink, events[at:at + 7], files)
+    close_all(sink, files)
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["json", "csv", "tensorboard"])
+def test_a_sink_holding_one_file_writes_what_it_writes_holding_all(tmp_path: Path, name: str) -> None:
+    """Files closed and reopened all the time (CSV widened, one TensorBoard file per trial): the same."""
+    few, many = _sink_files(tmp_path, name, 1), _sink_files(tmp_path, name, 100)
+    assert few.keys() == many.keys() and len(few) >= 5
+    if name != "tensorboard":  # event files hold wall times
+        assert few == many
+    else:
+        assert [len(v) for v in few.values()] == [len(v) for v in many.values()]
 
 
 def _limit_files() -> None:
