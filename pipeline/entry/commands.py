@@ -1,0 +1,193 @@
+"""What each ``tunebus`` verb does with its parsed flags; ``COMMANDS`` names them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from pipeline.wire.sockets import DEFAULT_STATUS_ADDRESS
+
+if TYPE_CHECKING:
+    from pipeline.collector.config import CollectorConfig
+
+__all__ = ["COMMANDS", "collect_config"]
+
+log = logging.getLogger("tunebus")
+
+GC_GEN0_THRESHOLD = 100_000
+
+
+def _error(command: str, message: object, status: int) -> int:
+    """Say ``message`` as ``tunebus <command>``'s one error line on stderr; ``status`` to exit with."""
+    print(f"tunebus {command}: error: {message}", file=sys.stderr)
+    return status
+
+
+async def _serve(config: CollectorConfig) -> None:
+    from pipeline.collector.assembly import build_collector
+
+    collector = build_collector(config)
+    # Decoding a frame allocates thousands of small objects: with the default
+    # thresholds the cyclic GC rescans the queued backlog constantly (a third of
+    # the decode time measured here). Queued events hold no cycles.
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 100)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await collector.run(stop)
+
+
+def _run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the collector on uvloop when it is installed (the ``fast`` extra), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    try:
+        config = collect_config(args)
+    except ValueError as exc:
+        return _error("collect", exc, 2)
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log.info("effective config: %s", config.describe())
+    try:
+        _run_loop(_serve(config))
+    except (OSError, ValueError) as exc:  # address in use, unwritable directory, bad key file
+        return _error("collect", exc, 1)
+    return 0
+
+
+def collect_config(args: argparse.Namespace) -> CollectorConfig:
+    """The configuration ``tunebus collect`` runs with: its ``--config`` file, then its flags."""
+    from pipeline.collector.config import CollectorConfig
+    from pipeline.entry.config_file import read_config
+
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "filter")}
+    given.update(_filter_flags(getattr(args, "filter", [])))
+    from_file = read_config(args.config) if args.config is not None else {}
+    return CollectorConfig.from_flat(**{**from_file, **given})
+
+
+def _filter_flags(flags: list[str]) -> dict[str, list[dict[str, str]]]:
+    """``--filter SINK:NAME=VALUE`` flags as each sink's ``<sink>_filters`` chain, in order."""
+    from pipeline.collector.filter_spec import parse_filter_flag
+    from sinks import sink_names
+
+    chains: dict[str, list[dict[str, str]]] = {}
+    for flag in flags:
+        sink, table = parse_filter_flag(flag)
+        if sink not in sink_names():
+            raise ValueError(f"--filter {flag}: unknown sink {sink!r}; choose from {', '.join(sink_names())}")
+        chains.setdefault(f"{sink}_filters", []).append(table)
+    return chains
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pipeline.producer.replay import replay
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        delivered, total = replay(args.spool, args.to, args.timeout_s,
+                                  args.curve_secret_key, args.curve_server_key, keep=args.keep)
+    except (OSError, ValueError) as exc:
+        return _error("replay", exc, 2)
+    if delivered:
+        print(f"tunebus replay: {total} events from {args.spool}: all confirmed")
+    else:
+        print(f"tunebus replay: {total} events from {args.spool}: NOT all confirmed by {args.to}; "
+              f"the rest stay in {args.spool}: run tunebus replay {args.spool} --to {args.to} again")
+    return 0 if delivered else 1
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from pipeline.wire.sockets import make_keys
+
+    try:
+        public, secret = make_keys(args.dir, args.name, force=args.force)
+    except ValueError as exc:
+        return _error("keygen", exc, 2)
+    print(f"public key: {public}\nsecret key: {secret} (mode 0600: keep it where it is used)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipeline.entry.demo import run_demo
+
+    return run_demo(args.out, args.trials, args.iterations)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipeline.ops.status_client import ask_status
+    from pipeline.ops.status_table import render_status
+
+    try:
+        answer = ask_status(args.address, args.timeout_s)
+    except (TimeoutError, ValueError) as exc:
+        return _error("status", exc, 1)
+    print(answer.to_json(indent=2) if args.json else render_status(answer))
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        if args.address is not None:
+            return _error("stop", "give a status address or --ray NAME, not both", 2)
+        return _stop_ray(args.ray, args.timeout_s)
+    from pipeline.ops.status_client import ask_stop
+
+    address = args.address or DEFAULT_STATUS_ADDRESS
+    try:
+        stopped = ask_stop(address, args.timeout_s)
+    except (TimeoutError, ValueError) as exc:
+        return _error("stop", exc, 1)
+    if not stopped:
+        return _error("stop", f"the collector at {address} is stopping but still draining after "
+                              f"{args.timeout_s:g}s (tunebus status {address} shows its queues)", 1)
+    print(f"tunebus stop: the collector at {address} wrote everything it held and stopped")
+    return 0
+
+
+def _stop_ray(name: str, timeout_s: float) -> int:
+    import ray
+
+    from pipeline.entry.ray_actor import stop_collector_on_ray
+
+    try:
+        ray.init(address="auto", configure_logging=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError) as exc:
+        return _error("stop", f"no Ray cluster to join ({exc}); set RAY_ADDRESS", 1)
+    try:
+        stopped = stop_collector_on_ray(name, timeout_s)
+    except RuntimeError as exc:
+        return _error("stop", exc, 1)
+    finally:
+        ray.shutdown()
+    if stopped is None:
+        return _error("stop", f"no collector actor called {name!r} on this cluster", 1)
+    print(f"tunebus stop: collector {name!r} wrote everything it held into {stopped.out} and stopped")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.__main__ import main as bench_main
+
+    only = [f"--only={name}" for name in args.only]
+    flags = [*(["--quick"] if args.quick else []), *(["--plots"] if args.plots else [])]
+    return bench_main([*flags, *only], prog="tunebus bench")
+
+
+COMMANDS = {"collect": _collect, "demo": _demo, "replay": _replay, "keygen": _keygen,
+            "bench": _bench, "status": _status, "stop": _stop}
+
