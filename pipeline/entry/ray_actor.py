@@ -5,12 +5,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -18,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.entry.ray_keys import CURVE_FLAGS, KEYS_PREFIX, forget_keys, make_curve_keys, new_keys_dir
 from pipeline.ops.status_client import ask_status
-from pipeline.wire.sockets import CurveKeys, make_keys
+from pipeline.wire.sockets import CurveKeys
 
-__all__ = ["CollectorProcess", "RayCollector", "find_collector_on_ray", "start_collector_on_ray",
-           "stop_collector_on_ray"]
+__all__ = ["KEYS_PREFIX", "CollectorProcess", "RayCollector", "find_collector_on_ray",
+           "start_collector_on_ray", "stop_collector_on_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,6 @@ MAX_RESTART_DELAY_S = 30.0
 ALL_INTERFACES = ("0.0.0.0", "*", "")
 STATUS_BIND = "tcp://127.0.0.1:0"
 """The status socket stays on its node's loopback: whoever reaches it can stop the collector."""
-CURVE_FLAGS = ("--curve-secret-key", "--curve-clients")
-KEYS_PREFIX = "tunebus-actor-keys-"
-"""``<temp dir>/tunebus-actor-keys-<actor pid>-*``: an actor's keys, while it lives."""
 PR_SET_PDEATHSIG = 1
 
 
@@ -91,9 +87,8 @@ class CollectorProcess:
         self.curve: CurveKeys | None = None
         curve_args: tuple[str, ...] = ()
         if curve:
-            _forget_orphaned_keys()
-            self.keys_dir = Path(tempfile.mkdtemp(prefix=f"{KEYS_PREFIX}{os.getpid()}-"))
-            curve_args, self.curve = _make_curve_keys(self.keys_dir)
+            self.keys_dir = new_keys_dir()
+            curve_args, self.curve = make_curve_keys(self.keys_dir)
         self.command = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", self.bind,
                         "--out", self.out, "--status-bind", self.status_bind, *curve_args, *collect_args]
         self.restarts = 0
@@ -139,11 +134,7 @@ class CollectorProcess:
             self._thread.join(timeout_s)
             return proc.returncode
         finally:
-            self._forget_keys()
-
-    def _forget_keys(self) -> None:
-        if self.keys_dir is not None:
-            shutil.rmtree(self.keys_dir, ignore_errors=True)
+            forget_keys(self.keys_dir)
 
     def _wait_ready(self, timeout_s: float) -> None:
         """Return once the collector answers on its status socket; raise if it dies or is slow."""
@@ -190,41 +181,6 @@ class CollectorProcess:
 
     def _log_path(self) -> Path:
         return Path(self.out) / ".tunebus" / f"{self.name}.log"
-
-
-def _make_curve_keys(directory: Path) -> tuple[tuple[str, ...], CurveKeys]:
-    """The collector's key pair and one admitted client's in ``directory``: the collect flags, the
-    client's keys. The client's secret stays in memory only (the actor hands it out)."""
-    server_public, server_secret = make_keys(directory, "collector")
-    client_public, client_secret = make_keys(directory, "client")
-    keys = CurveKeys.load(client_secret, server_public)
-    client_secret.unlink()
-    clients = directory / "clients"
-    clients.mkdir(mode=0o700)
-    client_public.rename(clients / client_public.name)
-    return (CURVE_FLAGS[0], str(server_secret), CURVE_FLAGS[1], str(clients)), keys
-
-
-def _forget_orphaned_keys() -> None:
-    """Delete the key directories of actors that are gone without ``stop`` (``ray.kill``)."""
-    for directory in Path(tempfile.gettempdir()).glob(f"{KEYS_PREFIX}*-*"):
-        pid = directory.name.removeprefix(KEYS_PREFIX).split("-", 1)[0]
-        try:
-            mine = directory.stat().st_uid == os.getuid()
-        except OSError:
-            continue
-        if mine and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(directory, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _resolve(bind: str, ip: str) -> tuple[str, str]:
