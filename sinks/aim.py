@@ -46,6 +46,8 @@ class AimSink(Sink):
         runs_file: where the run hash of each trial is remembered, so a trial that starts
             again (restarted by Tune, or after a collector restart) reuses its run
             (default: ``<out>/.tunebus/aim-runs.json``).
+        run_class: what makes each trial's run, called as ``aim.Run`` is (default: ``aim.Run``);
+            a test seam, not a declared option, so no flag or TOML key sets it.
 
     The ``aim`` package is imported when the sink is built, not when this module is.
     """
@@ -73,14 +75,16 @@ class AimSink(Sink):
 
     def __init__(self, out: Path, repo: Path | str | None = None, metrics: Sequence[str] = (),
                  durable: bool = False, runs_file: Path | None = None,
-                 experiment_name: str | None = None) -> None:
-        from aim.sdk.run import Run  # seconds to import: only when an aim sink is built
-
+                 experiment_name: str | None = None, run_class: type | None = None) -> None:
         if isinstance(metrics, str) or not all(isinstance(m, str) and m for m in metrics):
             raise ValueError(f"metrics must be a sequence of non-empty names, got {metrics!r}")
         if experiment_name is not None and not (isinstance(experiment_name, str) and experiment_name.strip()):
             raise ValueError(f"experiment_name must be a non-empty name, got {experiment_name!r}")
-        self._run_class: Any = Run
+        if run_class is None:
+            from aim.sdk.run import Run  # seconds to import: only when an aim sink is built
+
+            run_class = Run
+        self._run_class: Any = run_class
         self.out = out
         self.repo = Path(repo).expanduser() if repo else None
         self.metrics = frozenset(metrics)

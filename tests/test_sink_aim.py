@@ -60,8 +60,7 @@ class RecordingRun:
 def test_each_result_is_tracked_with_tunes_names_step_epoch_and_context(tmp_path: Path) -> None:
     """In process, with a recording Run: finite scalars as ray/tune/ names at Tune's step, params set once."""
     RecordingRun.made.clear()
-    sink = AimSink(tmp_path)
-    sink._run_class = RecordingRun
+    sink = AimSink(tmp_path, run_class=RecordingRun)
     start = _event("trial_start", 0, {"evaluated_params": {"lr": 0.5}, "path": "/storage/exp/dir_t1"})
     results = [_event("result", i, _result(i, epoch=7, context={"subset": "train"}, nan=float("nan")))
                for i in (1, 2)]
