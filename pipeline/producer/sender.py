@@ -90,6 +90,11 @@ class Sender:
         """Whether the thread is waiting for a submit, an ack or close, with nothing to do."""
         return self._asleep
 
+    @property
+    def running(self) -> bool:
+        """Whether the sender thread still runs: until ``close`` stops it or a fault ends it."""
+        return self._thread.is_alive()
+
     def accepting(self) -> bool:
         """Whether the hand-over queue to the sender thread has room for one more event."""
         return len(self._incoming) < self.config.max_handoff_events
