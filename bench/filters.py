@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import BenchArgs, emit, parse_args
-from bench.sinks import BATCH_EVENTS, TRIALS, _events
+from bench.sinks import BATCH_EVENTS, TRIALS, sink_events
 from bench.trials import real_trials
 
 __all__ = ["CHAINS", "main", "measure"]
@@ -35,7 +35,7 @@ def measure(chain: list[dict[str, Any]], root: Path, per_trial: int) -> tuple[fl
     from sinks import make_sink
     from sinks.base import TrialFiles, close_all, deliver
 
-    events = _events(real_trials(root, "filters", TRIALS), per_trial)
+    events = sink_events(real_trials(root, "filters", TRIALS), per_trial)
     filters = parse_filters(chain)
     sink = make_sink("tensorboard", root)
     files = TrialFiles(root)

@@ -14,7 +14,7 @@ from bench.harness import BenchArgs, emit, parse_args
 from bench.trials import builtin_loggers, real_trials, trial_dir_name
 from bench.workload import tune_result
 
-__all__ = ["main", "measure_ours", "measure_tune"]
+__all__ = ["main", "measure_ours", "measure_tune", "sink_events"]
 
 TRIALS = 4
 BATCH_EVENTS = 1_000
@@ -33,7 +33,7 @@ def _only(parser: argparse.ArgumentParser) -> None:
                         help="measure only this sink (repeatable; default: all)")
 
 
-def _events(trials: list[Any], per_trial: int) -> list[Any]:
+def sink_events(trials: list[Any], per_trial: int) -> list[Any]:
     """What the collector hands a sink: each trial's start, its results interleaved, its end."""
     from pipeline.wire.events import Event
 
@@ -58,7 +58,7 @@ def measure_ours(name: str, root: Path, per_trial: int) -> tuple[float, float]:
     from sinks.base import TrialFiles, close_all, deliver
 
     trials = real_trials(root, f"ours_{name}", TRIALS)
-    events = _events(trials, per_trial)
+    events = sink_events(trials, per_trial)
     sink = make_sink(name, root)
     files = TrialFiles(root)
     began, cpu = time.perf_counter(), time.thread_time()
