@@ -27,6 +27,8 @@ __all__ = ["BusCallback"]
 log = logging.getLogger(__name__)
 
 ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
+RESULT = Kind.RESULT.value
+"""Read once: an enum member's ``.value`` is a Python-level property, 0.4 us on the hot path."""
 BLOCK_LOG_INTERVAL_S = 10.0
 UNHEARD_END_TIMEOUT_S = 2.0
 """How long the end of a run waits when no collector has acknowledged anything yet."""
@@ -198,7 +200,7 @@ class BusCallback(Callback):
         if head is None:  # a trial whose first hook is a result: started here, as Tune's loggers do
             self.on_trial_start(iteration, trials, trial)
             head = self._heads[trial.trial_id]
-        self._emit(Kind.RESULT.value, head, result)
+        self._emit(RESULT, head, result)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._emit(Kind.TRIAL_COMPLETE.value, self._head(trial),
