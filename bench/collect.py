@@ -1,8 +1,4 @@
-"""``tunebus collect`` with the benchmark-only sinks (``slow``) registered, for collector child processes.
-
-``TUNEBUS_BENCH_GC_THRESHOLD=N`` sets the collector's first GC generation threshold to N (an
-experiment for the report: collection passes over every queued event are a large share of its CPU).
-"""
+"""``tunebus collect`` with the benchmark-only sinks (``slow``) registered, for collector child processes."""
 
 from __future__ import annotations
 
@@ -17,6 +13,8 @@ __all__ = ["BENCH_SINKS", "GC_THRESHOLD_ENV", "main"]
 
 BENCH_SINKS = {"slow": "bench.slowsink:SlowSink"}
 GC_THRESHOLD_ENV = "TUNEBUS_BENCH_GC_THRESHOLD"
+"""``TUNEBUS_BENCH_GC_THRESHOLD=N`` sets the collector's first GC generation threshold to N (an
+experiment for the report: collection passes over every queued event are a large share of its CPU)."""
 
 if __name__ == "__main__":
     for name, target in BENCH_SINKS.items():

@@ -1,16 +1,13 @@
-"""tunebus: Tune's logging moved off the driver, onto a ZeroMQ bus, into a collector.
-
-The sub-packages follow the data and the process boundary: ``producer`` (driver
-side) -> ``wire`` (shared format) -> ``collector`` (collector side) -> ``sinks``;
-``ops`` and ``entry`` are the tools around them. The names below load on first
-use, so importing ``pipeline`` costs nothing and pulls in no Ray; ``pipeline.log``
-(metrics from inside a trainable or a Train worker) is cached here after its first use.
-"""
+"""tunebus: Tune's logging moved off the driver, onto a ZeroMQ bus, into a collector."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+# The sub-packages follow the data and the process boundary: ``producer`` (driver
+# side) -> ``wire`` (shared format) -> ``collector`` (collector side) -> ``sinks``;
+# ``ops`` and ``entry`` are the tools around them.
 
 __all__ = ["BusCallback", "CollectorConfig", "FullPolicy", "SenderConfig", "TrainBusCallback",
            "build_collector", "find_collector_on_ray", "flush_logs", "log", "start_collector_on_ray",
@@ -33,6 +30,11 @@ _ATTRS = {"flush_logs": "flush"}
 
 
 def __getattr__(name: str) -> Any:
+    """Load the public names on first use, so importing ``pipeline`` costs nothing and pulls in no Ray.
+
+    Each is cached here after its first use: ``pipeline.log`` (metrics from inside a
+    trainable or a Train worker) is then a plain attribute.
+    """
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -1,9 +1,4 @@
-"""Test helpers for tunebus and the sinks written for it: collectors, addresses, fakes, events, waits.
-
-Public and stable like the rest of ``pipeline`` (as ``structlog.testing`` or
-OpenTelemetry's ``InMemorySpanExporter``): the project's own tests and benchmarks
-use these, and so can a third-party sink's tests. Nothing here imports Ray or Tune.
-"""
+"""Test helpers for tunebus and the sinks written for it: collectors, addresses, fakes, events, waits."""
 
 from __future__ import annotations
 
@@ -32,6 +27,9 @@ if TYPE_CHECKING:
     from pipeline.collector.receiver import Collector
     from pipeline.producer.sender import Sender
 
+# Public and stable like the rest of ``pipeline`` (as ``structlog.testing`` or
+# OpenTelemetry's ``InMemorySpanExporter``): the project's own tests and benchmarks
+# use these, and so can a third-party sink's tests. Nothing here imports Ray or Tune.
 __all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "FailingSink", "GatedSink", "RecordingSink", "dealer", "event",
            "free_address", "result_event", "result_events", "run_cli", "run_cli_here", "running_collector",
            "start_collector", "start_event", "submit_results", "wait_for", "wait_until", "written"]

@@ -1,14 +1,4 @@
-"""The sinks a collector can fan out to, found by name through entry points; each imported when asked for.
-
-A package adds a sink by declaring an entry point in group ``tunebus.sinks``::
-
-    [project.entry-points."tunebus.sinks"]
-    mysink = "mypackage.mysink:MySink"   # a subclass of sinks.base.Sink
-
-Its name is then accepted by ``--sinks``, its declared ``options`` become flags
-(``--mysink-<option>``) and ``[sinks.mysink]`` TOML keys. ``register_sink`` adds
-one for this process only (benchmarks, tests).
-"""
+"""The sinks a collector can fan out to, found by name through entry points; each imported when asked for."""
 
 from __future__ import annotations
 
@@ -23,6 +13,14 @@ from sinks.base import Sink, TrialRef
 __all__ = ["GROUP", "Sink", "TrialRef", "make_sink", "register_sink", "sink_class", "sink_names"]
 
 GROUP = "tunebus.sinks"
+"""The entry-point group of sinks. A package adds a sink by declaring one::
+
+    [project.entry-points."tunebus.sinks"]
+    mysink = "mypackage.mysink:MySink"   # a subclass of sinks.base.Sink
+
+Its name is then accepted by ``--sinks``, its declared ``options`` become flags
+(``--mysink-<option>``) and ``[sinks.mysink]`` TOML keys. ``register_sink`` adds
+one for this process only (benchmarks, tests)."""
 
 _REGISTERED: dict[str, str] = {}
 """Sinks added with ``register_sink``: name -> ``module:Class``."""

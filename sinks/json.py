@@ -1,8 +1,4 @@
-"""JSON sink: ``result.json``, ``params.json`` and ``params.pkl`` as Tune's JsonLoggerCallback writes them.
-
-Also ``worker_log.json``: one line per ``pipeline.log`` call (``step``, ``rank``,
-``timestamp``, ``values``), beside result.json and never in it.
-"""
+"""JSON sink: ``result.json``, ``params.json`` and ``params.pkl`` as Tune's JsonLoggerCallback writes them."""
 
 from __future__ import annotations
 
@@ -34,6 +30,9 @@ class JsonSink(Sink):
     goes back to or below the last row's (the trial restored an older checkpoint), the
     rows from that iteration on move to ``result.orphaned.json`` first (``move_tail``;
     ``settle`` is the ledger's, which makes the move crash-safe).
+
+    Also ``worker_log.json``: one line per ``pipeline.log`` call (``step``, ``rank``,
+    ``timestamp``, ``values``), beside result.json and never in it.
     """
 
     name = "json"

@@ -1,4 +1,3 @@
-"""Collector side: receive, order, fan out to sink queues, write; plus the services that watch it.
+"""Collector side, its own small process importing no Ray or Tune: receive, order, fan out, write, watch."""
 
-Nothing here imports Ray or Tune: the collector runs as its own small process.
-"""
+__all__: list[str] = []

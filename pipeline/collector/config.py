@@ -1,10 +1,4 @@
-"""Every collector setting, declared once, and the configuration that checks itself against them.
-
-Each field of ``CollectorConfig`` is a ``Setting`` (kind, bounds, default, help);
-each sink declares its own options (``Sink.options``). ``collector_settings``
-lists both, flat: the command line's flags, the TOML reader, ``--help``, the
-effective-config line and the Ray actor's arguments are all derived from it.
-"""
+"""Every collector setting, declared once, and the configuration that checks itself against them."""
 
 from __future__ import annotations
 
@@ -168,7 +162,11 @@ class CollectorConfig:
 def collector_settings(with_sinks: bool = True) -> list[Setting]:
     """The collector's own settings, then each registered sink's options (as ``<sink>_<option>``).
 
-    A sink that cannot be loaded has no options here; asking for it names why.
+    Each field of ``CollectorConfig`` is a ``Setting`` (kind, bounds, default, help);
+    each sink declares its own options (``Sink.options``). This lists both, flat: the
+    command line's flags, the TOML reader, ``--help``, the effective-config line and
+    the Ray actor's arguments are all derived from it. A sink that cannot be loaded
+    has no options here; asking for it names why.
     """
     settings = list(declared(CollectorConfig))
     if with_sinks:

@@ -1,12 +1,4 @@
-"""A setting declared once: name, kind (type and bounds), default, help, and the sink it belongs to.
-
-The collector's settings (``CollectorConfig``) and each sink's options (``Sink.options``)
-are declared with these; the command line, the TOML reader, ``--help``, the
-effective-config line and the Ray actor's arguments are all derived from them.
-A kind turns text (a flag) or a value (TOML, Python) into a checked value, and
-raises ``ValueError("expected <what>, got <value>")``; callers prefix the name
-the user typed.
-"""
+"""A setting declared once: name, kind (type and bounds), default, help, and the sink it belongs to."""
 
 from __future__ import annotations
 
@@ -23,7 +15,12 @@ SETTING = "setting"
 
 
 class Kind:
-    """How a setting's values are read from text and from values, checked, and shown."""
+    """How a setting's values are read from text and from values, checked, and shown.
+
+    A kind turns text (a flag) or a value (TOML, Python) into a checked value, and
+    raises ``ValueError("expected <what>, got <value>")``; callers prefix the name
+    the user typed.
+    """
 
     metavar = "VALUE"
 
@@ -218,6 +215,10 @@ class Choice(Kind):
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One setting: what it is called, what it takes, its default, and what it does.
+
+    The collector's settings (``CollectorConfig``) and each sink's options (``Sink.options``)
+    are declared with these; the command line, the TOML reader, ``--help``, the
+    effective-config line and the Ray actor's arguments are all derived from them.
 
     ``sink`` names the sink an option belongs to: its flag and flat key are then
     prefixed with the sink's name (``repo`` of ``aim`` is ``--aim-repo``, ``aim_repo``).

@@ -1,12 +1,4 @@
-"""What a collector reports about itself: typed snapshots, and their JSON on the status socket.
-
-``SinkWorker.snapshot()`` builds a ``SinkSnapshot``, ``Collector.snapshot()`` a
-``CollectorSnapshot`` holding those and a ``ProducerSnapshot`` per producer. The
-status server, Prometheus metrics, the throughput log, ``tunebus status`` and the
-demo's progress line read these objects; ``to_json``/``from_json`` are the one
-place their JSON (the status socket's answer, ``tunebus status --json``) is
-written and read. A newer collector's extra keys are ignored, missing ones default.
-"""
+"""What a collector reports about itself: typed snapshots, and their JSON on the status socket."""
 
 from __future__ import annotations
 
@@ -69,7 +61,15 @@ class Rates:
 
 @dataclass(frozen=True, slots=True)
 class CollectorSnapshot:
-    """The whole collector at one moment: totals, each sink, each producer."""
+    """The whole collector at one moment: totals, each sink, each producer.
+
+    ``SinkWorker.snapshot()`` builds a ``SinkSnapshot``, ``Collector.snapshot()`` a
+    ``CollectorSnapshot`` holding those and a ``ProducerSnapshot`` per producer. The
+    status server, Prometheus metrics, the throughput log, ``tunebus status`` and the
+    demo's progress line read these objects; ``to_json``/``from_json`` are the one
+    place their JSON (the status socket's answer, ``tunebus status --json``) is
+    written and read. A newer collector's extra keys are ignored, missing ones default.
+    """
 
     frames: int = 0
     events: int = 0

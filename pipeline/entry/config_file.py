@@ -1,17 +1,4 @@
-"""``tunebus collect --config FILE.toml``: collector settings from TOML, checked by their declarations.
-
-The collector's keys sit at the top level or under ``[collect]`` (with ``-`` or ``_``);
-a sink's options may also sit in a ``[sinks.<name>]`` table (``[sinks.aim] repo = ...``)
-beside their flat spelling (``aim-repo``)::
-
-    [collect]
-    out = "/data/ray_results"
-    sinks = ["json", "csv", "aim"]
-
-    [sinks.aim]
-    repo = "/data/aim"
-    durable = true
-"""
+"""``tunebus collect --config FILE.toml``: collector settings from TOML, checked by their declarations."""
 
 from __future__ import annotations
 
@@ -36,6 +23,18 @@ SINKS_HINT = (" (a sinks = [...] list and [sinks.<name>] tables both at the top 
 
 def read_config(path: Path) -> dict[str, Any]:
     """What ``path`` sets, by flat key (``max_queue_events``, ``aim_repo``), each value checked.
+
+    The collector's keys sit at the top level or under ``[collect]`` (with ``-`` or ``_``);
+    a sink's options may also sit in a ``[sinks.<name>]`` table (``[sinks.aim] repo = ...``)
+    beside their flat spelling (``aim-repo``)::
+
+        [collect]
+        out = "/data/ray_results"
+        sinks = ["json", "csv", "aim"]
+
+        [sinks.aim]
+        repo = "/data/aim"
+        durable = true
 
     Raises ValueError with one line for an unreadable file, an unknown key or a bad value.
     """

@@ -1,14 +1,4 @@
-"""Where a worker's events go: the collector address, Curve keys and sender settings, and how they travel.
-
-The Tune driver's ``BusCallback.setup`` publishes a ``BusTarget`` in Ray's internal
-key-value store under the Ray job id (a trainable's actors, the Train controller and
-its workers all belong to the driver's job); a worker reads it once, lazily, at its
-first ``pipeline.log``. ``TUNEBUS_ADDRESS`` (with ``TUNEBUS_CURVE_SECRET_KEY`` and
-``TUNEBUS_CURVE_SERVER_KEY``, key file paths) overrides it. The Train callback hands
-the same target to its workers directly (``pipeline.producer.train_callback``). The
-Curve keys travel with the address, whichever way the driver was given them (key
-files, or a Ray collector actor's ``curve``).
-"""
+"""Where a worker's events go: the collector address, Curve keys and sender settings, and how they travel."""
 
 from __future__ import annotations
 
@@ -36,7 +26,17 @@ KV_NAMESPACE = "tunebus"
 
 @dataclass(frozen=True, slots=True)
 class BusTarget:
-    """A collector to send to, the keys to talk to it, and the sender's bounds."""
+    """A collector to send to, the keys to talk to it, and the sender's bounds.
+
+    The Tune driver's ``BusCallback.setup`` publishes a ``BusTarget`` in Ray's internal
+    key-value store under the Ray job id (a trainable's actors, the Train controller and
+    its workers all belong to the driver's job); a worker reads it once, lazily, at its
+    first ``pipeline.log``. ``TUNEBUS_ADDRESS`` (with ``TUNEBUS_CURVE_SECRET_KEY`` and
+    ``TUNEBUS_CURVE_SERVER_KEY``, key file paths) overrides it. The Train callback hands
+    the same target to its workers directly (``pipeline.producer.train_callback``). The
+    Curve keys travel with the address, whichever way the driver was given them (key
+    files, or a Ray collector actor's ``curve``).
+    """
 
     address: str
     curve: CurveKeys | None = None

@@ -1,8 +1,4 @@
-"""Who is logging: the trial (or Train run) and the rank of the calling worker, from Ray's own context.
-
-A Train V2 run is one experiment named as the run, with one trial whose id is the
-run name and whose directory is ``train``: ``<out>/<run name>/train/``.
-"""
+"""Who is logging: the trial (or Train run) and the rank of the calling worker, from Ray's own context."""
 
 from __future__ import annotations
 
@@ -29,7 +25,11 @@ class WorkerHead:
 
 
 def train_head(run_name: str, rank: int = 0, world_size: int = 1) -> WorkerHead:
-    """The head of a Train V2 run's events (controller and workers alike)."""
+    """The head of a Train V2 run's events (controller and workers alike).
+
+    A Train V2 run is one experiment named as the run, with one trial whose id is the
+    run name and whose directory is ``train``: ``<out>/<run name>/train/``.
+    """
     return WorkerHead(run_name, run_name, TRAIN_TRIAL_DIR, rank, world_size)
 
 
