@@ -81,8 +81,11 @@ class _Producer:
         for seq in range(first, first + count):
             if not sender.accepting():
                 sender.wait_for_room(1.0)
-            data = encode_event(RESULT, self.id, seq, time.time(), *self.head,
-                                self.results[seq % RESULT_VARIANTS])
+            result = self.results[seq % RESULT_VARIANTS]
+            # Each result goes on from the last, as Tune's do: a training_iteration going back is
+            # a restored trial, whose rows the sinks move aside (not what a throughput run measures).
+            result["training_iteration"], result["timesteps_total"] = seq + 1, (seq + 1) * 32
+            data = encode_event(RESULT, self.id, seq, time.time(), *self.head, result)
             if self.spec.track_latency:
                 self.sent_at.append(time.monotonic())
             sender.submit(seq, data)
