@@ -1,9 +1,8 @@
-"""Loop time of 2 Ray Train workers logging 20 scalars a step: bare, ``pipeline.log``, tensorboardX.
+"""Loop time of 2 Ray Train workers logging 20 scalars a step: bare, ``pipeline.log``, tensorboardX."""
 
-Wall time is what the target is about; the worker's CPU time over the loop (all its
-threads, the sender's included) is reported beside it, as it moves less when the
-machine is shared.
-"""
+# Wall time is what the target is about; the worker's CPU time over the loop (all its
+# threads, the sender's included) is reported beside it, as it moves less when the
+# machine is shared.
 
 from __future__ import annotations
 
@@ -79,7 +78,7 @@ def _run(mode: str, round_: int, steps: int, out: Path, address: str) -> dict[st
         train_fn, train_loop_config={"mode": mode, "steps": steps, "out": str(out), "round": round_},
         scaling_config=ray.train.ScalingConfig(num_workers=WORKERS),
         run_config=ray.train.RunConfig(name=f"{mode}-{round_}", storage_path=str(out), callbacks=callbacks,
-                                       worker_runtime_env={"env_vars": SINGLE_THREAD}),
+                                       worker_runtime_env={"env_vars": SINGLE_THREAD}),  # type: ignore[call-arg]  # Train V2 takes it; the stubs are V1's
     ).fit()
     times = [json.loads((out / f"{mode}-{round_}-rank{r}.json").read_text()) for r in range(WORKERS)]
     return {"mode": mode, "round": round_, "loop_s": round(max(t["loop_s"] for t in times), 3),

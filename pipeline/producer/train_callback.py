@@ -1,12 +1,11 @@
-"""TrainBusCallback: a Ray Train V2 run published to a tunebus collector as one experiment with one trial.
+"""TrainBusCallback: a Ray Train V2 run published to a tunebus collector as one experiment with one trial."""
 
-It runs on the Train controller (an actor) and on each worker (a copy). It is not a
-``ray.train.UserCallback``: a UserCallback only hears ``after_report`` and
-``after_exception``, so it could not learn that the run ended and wait for the
-collector, nor hand the collector's address to the workers. It subclasses the
-controller, report, worker-group and worker callbacks Train itself is built on
-(``RunConfig`` accepts any ``RayTrainCallback``).
-"""
+# It runs on the Train controller (an actor) and on each worker (a copy). It is not a
+# ``ray.train.UserCallback``: a UserCallback only hears ``after_report`` and
+# ``after_exception``, so it could not learn that the run ended and wait for the
+# collector, nor hand the collector's address to the workers. It subclasses the
+# controller, report, worker-group and worker callbacks Train itself is built on
+# (``RunConfig`` accepts any ``RayTrainCallback``).
 
 from __future__ import annotations
 

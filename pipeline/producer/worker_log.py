@@ -1,10 +1,9 @@
-"""``pipeline.log``: metrics from inside a trainable or a Train worker, on the worker's own producer stream.
+"""``pipeline.log``: metrics from inside a trainable or a Train worker, on the worker's own stream."""
 
-Each worker process gets one ``WorkerLog`` at its first call: its own producer id,
-``Sender`` thread, memory window and spool, so a call costs an encode and a deque
-append and never waits on I/O. It is flushed (bounded) at the end of a Train
-worker and at process exit; a forked child or an unpickled copy starts its own.
-"""
+# Each worker process gets one ``WorkerLog`` at its first call: its own producer id,
+# ``Sender`` thread, memory window and spool, so a call costs an encode and a deque
+# append and never waits on I/O. It is flushed (bounded) at the end of a Train
+# worker and at process exit; a forked child or an unpickled copy starts its own.
 
 from __future__ import annotations
 
