@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ import zmq.asyncio
 
 from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Event
+from pipeline.wire.sockets import CurveKeys, make_keys
 from sinks.base import Sink, TrialRef
 
 if TYPE_CHECKING:
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
 # Public and stable like the rest of ``pipeline`` (as ``structlog.testing`` or
 # OpenTelemetry's ``InMemorySpanExporter``): the project's own tests and benchmarks
 # use these, and so can a third-party sink's tests. Nothing here imports Ray or Tune.
-__all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "FailingSink", "GatedSink", "RecordingSink", "dealer", "event",
+__all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "CurvePair", "FailingSink", "GatedSink", "RecordingSink",
+           "curve_pair", "dealer", "event",
            "free_address", "result_event", "result_events", "run_cli", "run_cli_here", "running_collector",
            "start_collector", "start_event", "submit_results", "wait_for", "wait_until", "written"]
 
@@ -128,6 +132,30 @@ def dealer(address: str, identity: str, *, asynchronous: bool = False, linger_ms
     finally:
         sock.close(linger=linger_ms)
         ctx.term()
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePair:
+    """A collector's CurveZMQ key file and admitted-clients folder, and an admitted driver's keys."""
+
+    server_secret: Path
+    clients: Path
+    driver: CurveKeys
+
+    def collector_options(self) -> dict[str, Path]:
+        """The collector settings that require these keys."""
+        return {"curve_secret_key": self.server_secret, "curve_clients": self.clients}
+
+
+def curve_pair(root: Path) -> CurvePair:
+    """Keys under ``root`` as the README's recipe makes them: the driver's secret never in ``clients``."""
+    keys, clients = root / "keys", root / "clients"
+    make_keys(keys, "server")
+    make_keys(keys, "driver")
+    clients.mkdir(parents=True, exist_ok=True)
+    shutil.copy(keys / "driver.key", clients / "driver.key")
+    return CurvePair(keys / "server.key_secret", clients,
+                     CurveKeys.load(keys / "driver.key_secret", keys / "server.key"))
 
 
 # -- waiting on conditions ----------------------------------------------------------------------

@@ -17,10 +17,10 @@ import zmq
 
 from bench.trials import real_trials, trial_dir_name
 from pipeline import BusCallback, TrainBusCallback
-from pipeline.testing import running_collector
+from pipeline.testing import curve_pair, running_collector
 from pipeline.wire.codec import decode_frame
 from pipeline.wire.events import Event, Kind
-from pipeline.wire.sockets import CurveKeys, make_keys
+from pipeline.wire.sockets import CurveKeys
 
 
 class AckingCollector(threading.Thread):
@@ -168,16 +168,13 @@ def test_bad_arguments_are_refused_with_the_value(bad: dict[str, Any], message: 
 async def test_curve_keys_given_as_keys_reach_a_curve_collector_and_survive_pickling(
         tmp_path: Path, address: str) -> None:
     """curve=CurveKeys (no key files on the driver) passes the collector's ZAP; a pickled copy keeps them."""
-    keys, clients = tmp_path / "keys", tmp_path / "clients"
-    make_keys(keys, "server")
-    make_keys(clients, "driver")
-    os.replace(clients / "driver.key_secret", keys / "driver.key_secret")
-    curve = CurveKeys.load(keys / "driver.key_secret", keys / "server.key")
+    pair = curve_pair(tmp_path)
+    curve = pair.driver
     callback = pickle.loads(pickle.dumps(BusCallback(address, curve=curve, end_timeout_s=10)))
     assert callback.curve == curve and curve.secret.decode() not in repr(curve)
     assert TrainBusCallback(address, curve=curve).target.curve == curve
-    async with running_collector(tmp_path / "out", address, sinks=("json",), curve_clients=clients,
-                                 curve_secret_key=keys / "server.key_secret") as collector:
+    async with running_collector(tmp_path / "out", address, sinks=("json",),
+                                 **pair.collector_options()) as collector:
         await asyncio.to_thread(callback.setup)
         try:
             assert await asyncio.to_thread(callback.flush, 20.0)

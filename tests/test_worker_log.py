@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pickle
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from pipeline.producer.bus_target import ENV_ADDRESS, BusTarget, lookup_target
 from pipeline.producer.sender import FullPolicy, SenderConfig
 from pipeline.producer.worker_context import WorkerHead
 from pipeline.producer.worker_log import WorkerLog
-from pipeline.testing import running_collector
-from pipeline.wire.sockets import CurveKeys, make_keys
+from pipeline.testing import curve_pair, running_collector
+from pipeline.wire.sockets import CurveKeys
 
 HEAD = WorkerHead("exp", "t1", "dir_t1", rank=1, world_size=2)
 
@@ -91,14 +90,9 @@ def test_configure_then_log_outside_a_trial_drops_without_blocking(tmp_path: Pat
 async def test_curve_keys_travel_with_the_target_and_the_collector_admits_the_worker(
         tmp_path: Path, address: str) -> None:
     """A target read back from its JSON (as a worker reads it from Ray) talks CurveZMQ to the collector."""
-    keys, clients = tmp_path / "keys", tmp_path / "clients"
-    make_keys(keys, "server")
-    make_keys(clients, "driver")
-    os.replace(clients / "driver.key_secret", keys / "driver.key_secret")
-    curve = CurveKeys.load(keys / "driver.key_secret", keys / "server.key")
-    published = BusTarget(address, curve, SenderConfig(spool_dir=str(tmp_path / "spool"))).to_json()
-    options = {"curve_secret_key": keys / "server.key_secret", "curve_clients": clients}
-    async with running_collector(tmp_path / "out", address, **options):
+    pair = curve_pair(tmp_path)
+    published = BusTarget(address, pair.driver, SenderConfig(spool_dir=str(tmp_path / "spool"))).to_json()
+    async with running_collector(tmp_path / "out", address, **pair.collector_options()):
         producer = WorkerLog(BusTarget.from_json(published))
         producer.log({"a": 1.0}, head=HEAD)
         assert await asyncio.to_thread(producer.flush, 30)

@@ -14,7 +14,7 @@ from pipeline.producer.sender import SenderConfig
 from pipeline.wire.sockets import CurveKeys
 
 __all__ = ["ENV_ADDRESS", "ENV_CURVE_SECRET_KEY", "ENV_CURVE_SERVER_KEY", "BusTarget", "from_env",
-           "given_curve", "lookup_target", "publish_target"]
+           "check_callback_args", "given_curve", "lookup_target", "publish_target"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,17 @@ def _z85(key: bytes | None) -> str | None:
     if key is None:
         return None
     return zmq.utils.z85.encode(key).decode() if len(key) == 32 else key.decode()
+
+
+ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+def check_callback_args(address: object, end_timeout_s: float) -> None:
+    """What every callback checks of its collector address and end wait; one-line ValueErrors."""
+    if not isinstance(address, str) or not address.startswith(ADDRESS_SCHEMES):
+        raise ValueError(f"address must start with one of {ADDRESS_SCHEMES}, got {address!r}")
+    if not end_timeout_s >= 0:
+        raise ValueError(f"end_timeout_s must be >= 0, got {end_timeout_s!r}")
 
 
 def given_curve(curve: CurveKeys | None, secret_file: str | None,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ray import cloudpickle
 from ray.tune import Callback
 
-from pipeline.producer.bus_target import BusTarget, given_curve, publish_target
+from pipeline.producer.bus_target import BusTarget, check_callback_args, given_curve, publish_target
 from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
 from pipeline.producer.tune_loggers import leave_out_tune_loggers
 from pipeline.wire.codec import EventEncoder
@@ -26,7 +26,6 @@ __all__ = ["BusCallback"]
 
 log = logging.getLogger(__name__)
 
-ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
 RESULT = Kind.RESULT.value
 """Read once: an enum member's ``.value`` is a Python-level property, 0.4 us on the hot path."""
 BLOCK_LOG_INTERVAL_S = 10.0
@@ -77,10 +76,7 @@ class BusCallback(Callback):
         curve_secret_key: str | None = None,
         curve_server_key: str | None = None,
     ) -> None:
-        if not isinstance(address, str) or not address.startswith(ADDRESS_SCHEMES):
-            raise ValueError(f"address must start with one of {ADDRESS_SCHEMES}, got {address!r}")
-        if not end_timeout_s >= 0:
-            raise ValueError(f"end_timeout_s must be >= 0, got {end_timeout_s!r}")
+        check_callback_args(address, end_timeout_s)
         self.address = address
         self.end_timeout_s = end_timeout_s
         self.sender_config = sender or SenderConfig()

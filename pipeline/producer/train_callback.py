@@ -26,8 +26,8 @@ from ray.train.v2._internal.execution.callback import (
 )
 
 from pipeline.producer import worker_log
-from pipeline.producer.bus_target import BusTarget, given_curve
-from pipeline.producer.callback import ADDRESS_SCHEMES, UNHEARD_END_TIMEOUT_S
+from pipeline.producer.bus_target import BusTarget, check_callback_args, given_curve
+from pipeline.producer.callback import UNHEARD_END_TIMEOUT_S
 from pipeline.producer.sender import Sender, SenderConfig
 from pipeline.producer.worker_context import WorkerHead, train_head
 from pipeline.wire.codec import encode_event
@@ -68,10 +68,7 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
         curve_secret_key: str | None = None,
         curve_server_key: str | None = None,
     ) -> None:
-        if not isinstance(address, str) or not address.startswith(ADDRESS_SCHEMES):
-            raise ValueError(f"address must start with one of {ADDRESS_SCHEMES}, got {address!r}")
-        if not end_timeout_s >= 0:
-            raise ValueError(f"end_timeout_s must be >= 0, got {end_timeout_s!r}")
+        check_callback_args(address, end_timeout_s)
         keys = given_curve(curve, curve_secret_key, curve_server_key)
         self.target = BusTarget(address, keys, sender or SenderConfig())
         self.end_timeout_s = end_timeout_s
