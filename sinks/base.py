@@ -36,7 +36,7 @@ class TrialRef:
         return (self.experiment, self.trial_id)
 
 
-def _nothing_to_settle(path: Path, size: int) -> None:
+def _nothing_to_settle(path: Path, size: int, orphan_at: int) -> None:
     """Without a ledger nothing needs to know a size before a cut."""
 
 
@@ -75,7 +75,7 @@ class Sink:
     """The budget of files this sink keeps open (a sink built into a collector gets its share of
     ``--max-open-files``); a sink opening one file per trial opens it here, so 10,000 trials never
     hold 10,000 descriptors."""
-    settle: Callable[[Path, int], None] = staticmethod(_nothing_to_settle)
+    settle: Callable[[Path, int, int], None] = staticmethod(_nothing_to_settle)
     """Set by the collector for a durable sink (its ledger's ``settle``): a sink about to cut a
     file it appends to (a restored trial's rows moved aside) calls it first with the size it keeps."""
 

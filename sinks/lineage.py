@@ -16,8 +16,9 @@ __all__ = ["ITERATION", "Settle", "csv_rows", "iteration", "json_rows", "last_li
 ITERATION = "training_iteration"
 TAIL_CHUNK = 65_536
 
-Settle = Callable[[Path, int], None]
-"""Told ``(file, size)`` before a file is cut to ``size``, so a ledger can commit that size first."""
+Settle = Callable[[Path, int, int], None]
+"""Told ``(file, size, orphan_at)`` before a file is cut to ``size``, its bytes past ``size`` already
+appended to its orphan file from offset ``orphan_at``, so a ledger can commit the move first."""
 
 
 def iteration(value: Any) -> int | None:
@@ -111,15 +112,18 @@ def move_tail(path: Path, offset: int, settle: Settle, header: bytes = b"") -> i
     with orphan.open("ab") as f:
         if header and _header(orphan) != header:
             f.write(header)
+        orphan_at = f.tell()
         f.write(moved)
         f.flush()
         os.fsync(f.fileno())
-    settle(path, offset)
+    settle(path, offset, orphan_at)
     os.truncate(path, offset)
     return len(moved)
 
 
 def _header(path: Path) -> bytes:
     """The first line of an orphaned CSV, its header (empty when there is no file yet)."""
+    if not path.exists():
+        return b""
     with path.open("rb") as f:
-        return f.readline() if f.seek(0, os.SEEK_END) else b""
+        return f.readline()

@@ -114,27 +114,39 @@ class Crash(Exception):
     """The collector dies here."""
 
 
-def _crash_before_commit(ledger: Ledger) -> Callable[[Path, int], None]:
-    def settle(path: Path, size: int) -> None:
+def _crash_before_commit(ledger: Ledger) -> Callable[[Path, int, int], None]:
+    def settle(path: Path, size: int, orphan_at: int) -> None:
         raise Crash("after the orphan file was written, before the ledger knew")
     return settle
 
 
-def _crash_after_commit(ledger: Ledger) -> Callable[[Path, int], None]:
-    def settle(path: Path, size: int) -> None:
-        ledger.settle(path, size)
+def _crash_after_commit(ledger: Ledger) -> Callable[[Path, int, int], None]:
+    def settle(path: Path, size: int, orphan_at: int) -> None:
+        ledger.settle(path, size, orphan_at)
         raise Crash("after the ledger knew, before the file was cut")
     return settle
 
 
-@pytest.mark.parametrize("crash", [_crash_before_commit, _crash_after_commit])
+def _crash_after_the_batch(ledger: Ledger) -> Callable[[Path, int, int], None]:
+    def settle(path: Path, size: int, orphan_at: int) -> None:
+        ledger.settle(path, size, orphan_at)
+        ledger.after = _crash_instead  # type: ignore[method-assign] # the batch never commits
+    return settle
+
+
+def _crash_instead(*args: object) -> None:
+    raise Crash("after the ledger knew, the file was cut and the batch written, before its commit")
+
+
+@pytest.mark.parametrize("crash", [_crash_before_commit, _crash_after_commit, _crash_after_the_batch])
 @pytest.mark.parametrize("sink_type", [JsonSink, CsvSink])
 def test_a_crash_in_the_middle_of_a_move_loses_and_doubles_nothing(
-        tmp_path: Path, sink_type: Any, crash: Callable[[Ledger], Callable[[Path, int], None]]) -> None:
-    """The collector dies mid-move; recovery and the resent batch leave 1..12 and 6..10 aside, once."""
+        tmp_path: Path, sink_type: Any,
+        crash: Callable[[Ledger], Callable[[Path, int, int], None]]) -> None:
+    """The collector dies mid-move or after it; recovery and the resent batch leave 1..12, 6..10 aside, once."""
     state = tmp_path / "ledger.json"
 
-    def write(batch: list[Event], settle: Callable[[Ledger], Callable[[Path, int], None]] | None) -> None:
+    def write(batch: list[Event], settle: Callable[[Ledger], Callable[[Path, int, int], None]] | None) -> None:
         ledger = Ledger(state, tmp_path, sink_type.appends, getattr(sink_type, "rewrites_head", False))
         ledger.recover()
         sink, trials = sink_type(tmp_path), TrialFiles(tmp_path)
@@ -144,8 +156,12 @@ def test_a_crash_in_the_middle_of_a_move_loses_and_doubles_nothing(
         ledger.after(batch)
         close_all(sink, trials)
 
-    write(_events("p1", range(1, 11), "old"), None)
-    resent = _events("p2", range(6, 13), "new")
+    write(_events("p1", range(1, 9), "old"), None)
+    # The resent batch first goes on with the old lineage (9, 10: rows of this batch, uncommitted
+    # when the move cuts them out along with the committed 6..8), then restores to 6.
+    resent = _events("p2", range(9, 11), "old")
+    resent += [Event("result", "p2", n, 0.0, "exp", "t1", "t1_dir", _result(i, "new"))
+               for n, i in enumerate(range(6, 13), start=len(resent))]
     with pytest.raises(Crash, match="the ledger knew"):
         write(resent, crash)
     write(resent, None)

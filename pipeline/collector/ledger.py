@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from pipeline.wire.events import Event, Kind
+from sinks.lineage import orphan_path
 
 __all__ = ["Ledger"]
 
@@ -127,16 +128,41 @@ class Ledger:
             marks.pop(producer, None)
         return ended
 
-    def settle(self, path: Path, size: int) -> None:
-        """Commit ``path`` as ``size`` bytes long (and its directory's other files as they are)
-        before the sink cuts it there: a crash after this cuts it on recovery, one before
-        leaves the last commit standing. ``path`` is in a directory this batch touched."""
+    def settle(self, path: Path, size: int, orphan_at: int) -> None:
+        """Before the sink cuts ``path`` to ``size`` (its tail already appended to its orphan file
+        from offset ``orphan_at``), commit the move of what was committed: ``path`` at ``size``,
+        the orphan file up to the committed rows it now holds, every other file as committed.
+
+        The marks stay where the last batch left them, so nothing this batch wrote counts as
+        committed: a crash or a failed write after this cuts the batch's rows (moved or not)
+        back out and the batch, written again, moves its own rows again. A cut past what was
+        committed moves only this batch's rows, and needs no commit at all.
+        """
         rel = path.parent.relative_to(self.out).as_posix()
         old = self.dirs.get(rel, {})
-        dirs = dict(self.dirs)
-        dirs[rel] = {name: self._mark(p, old.get(name), size if p == path else None)
-                     for name, p in self._files(rel)}
-        self._commit(self.marks, dirs, self.ended, self.filters)
+        committed = old.get(path.name)
+        if committed is None:
+            return  # the file is this batch's own: recovery removes it
+        committed_end = self._committed_end(path, committed)
+        if size >= committed_end:
+            return
+        orphan = orphan_path(path)
+        marks = dict(old)
+        marks[path.name] = self._mark(path, committed, size)
+        marks[orphan.name] = self._mark(orphan, old.get(orphan.name), orphan_at + committed_end - size)
+        self._commit(self.marks, {**self.dirs, rel: marks}, self.ended, self.filters)
+
+    def _committed_end(self, path: Path, mark: FileMark) -> int:
+        """Where the committed part of ``path`` ends now (by its lines, if its head was rewritten)."""
+        size, lines, head = mark
+        with path.open("rb") as f:
+            if not self.rewrites_head or zlib.crc32(f.readline(HEAD_BYTES)) == head:
+                return size
+            f.seek(0)
+            at = 0
+            for _, line in zip(range(lines), f):
+                at += len(line)
+            return at
 
     def recover(self) -> None:
         """Cut every tracked file back to its committed state."""
