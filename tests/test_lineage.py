@@ -20,6 +20,7 @@ from pipeline.wire.events import Event
 from sinks.base import TrialFiles, close_all, deliver
 from sinks.csv import CsvSink
 from sinks.json import JsonSink
+from sinks.lineage import Settle
 from sinks.tensorboard import TensorBoardSink
 from tests.readers import read_tensorboard
 
@@ -142,11 +143,11 @@ def _crash_instead(*args: object) -> None:
 @pytest.mark.parametrize("sink_type", [JsonSink, CsvSink])
 def test_a_crash_in_the_middle_of_a_move_loses_and_doubles_nothing(
         tmp_path: Path, sink_type: Any,
-        crash: Callable[[Ledger], Callable[[Path, int, int], None]]) -> None:
-    """The collector dies mid-move or after it; recovery and the resent batch leave 1..12, 6..10 aside, once."""
+        crash: Callable[[Ledger], Settle]) -> None:
+    """The collector dies in or after a move; recovery and the resent batch leave 1..12, 6..10 aside once."""
     state = tmp_path / "ledger.json"
 
-    def write(batch: list[Event], settle: Callable[[Ledger], Callable[[Path, int, int], None]] | None) -> None:
+    def write(batch: list[Event], settle: Callable[[Ledger], Settle] | None) -> None:
         ledger = Ledger(state, tmp_path, sink_type.appends, getattr(sink_type, "rewrites_head", False))
         ledger.recover()
         sink, trials = sink_type(tmp_path), TrialFiles(tmp_path)
