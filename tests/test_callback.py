@@ -115,6 +115,19 @@ def test_a_run_with_it_gets_none_of_tunes_own_loggers(monkeypatch: pytest.Monkey
     assert _tune_loggers([BusCallback("tcp://127.0.0.1:1")]) == set()
 
 
+def test_a_callback_list_used_twice_gets_no_tune_loggers_the_second_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tune appends its loggers to the list it is given: the user's list is left as it was."""
+    import ray.tune.tune
+
+    monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)
+    callbacks = [BusCallback("tcp://127.0.0.1:1")]
+    for _ in range(2):
+        made = ray.tune.tune._create_default_callbacks(callbacks)
+        assert {type(c).__name__ for c in made} & TUNE_LOGGERS == set()
+    assert len(callbacks) == 1
+
+
 def test_only_constructing_it_leaves_other_runs_tunes_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A BusCallback built but not used changes nothing for other runs: no environment variable."""
     monkeypatch.delenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", raising=False)

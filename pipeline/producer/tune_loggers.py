@@ -40,7 +40,7 @@ def leave_out_tune_loggers(marker: type) -> None:
     @functools.wraps(create)
     def create_default_callbacks(callbacks: list[Any] | None, **kwargs: Any) -> list[Any]:
         given = {id(c) for c in callbacks or ()}
-        made: list[Any] = create(callbacks, **kwargs)
+        made: list[Any] = create(list(callbacks or ()), **kwargs)  # Tune appends to the list in place
         if not any(isinstance(c, marker) and getattr(c, "disable_builtin_loggers", True)
                    for c in callbacks or ()):
             return made
