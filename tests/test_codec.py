@@ -99,6 +99,25 @@ def test_subclasses_of_builtins_travel_as_their_base_types_value() -> None:
     assert isinstance(got["huge"], Fallback) and got["huge"].text == str(3 * 2**70)
 
 
+class _Huge(enum.IntEnum):
+    BIG = 2**70
+
+
+def test_an_int_subclass_past_64_bits_costs_only_its_own_value() -> None:
+    """An IntEnum past 64 bits travels as text; the rest of the payload arrives as sent."""
+    got = _trip({"big": _Huge.BIG, "b": 1})
+    assert got["b"] == 1 and isinstance(got["big"], Fallback) and got["big"].text == str(_Huge.BIG)
+
+
+def test_an_object_array_that_holds_itself_is_noted_not_raised() -> None:
+    """A cyclic object array gives the unencodable note, from both encoders, instead of an error."""
+    cyclic = np.empty(1, dtype=object)
+    cyclic[0] = cyclic
+    assert "tunebus_unencodable" in _trip({"x": cyclic})
+    packed = EventEncoder().encode("result", "p", 0, 1.5, "e", "t", "d", {"x": cyclic})
+    assert "tunebus_unencodable" in decode_event(packed).payload
+
+
 def test_an_object_array_arrives_as_an_object_array_of_its_items() -> None:
     """dtype=object keeps its shape and items (numbers, strings, odd values), packed, never pickled."""
     when = datetime.datetime(2026, 1, 2)

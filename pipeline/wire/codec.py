@@ -75,8 +75,8 @@ def _pack_default(value: Any) -> Any:
     # a (str, Enum) as 'fast' (str() would give 'Mode.FAST'), an IntEnum or a float subclass as a number.
     if isinstance(value, str):
         return str.__str__(value)
-    if isinstance(value, int) and type(value) is not int:  # a plain int here is past 64 bits
-        return int.__int__(value)
+    if isinstance(value, int) and type(value) is not int and -(2**63) <= value < 2**64:
+        return int.__int__(value)  # (past 64 bits, an int of any type travels as text, below)
     if isinstance(value, float):
         return float.__float__(value)
     text = str(value)
@@ -101,7 +101,7 @@ def encode_event(
     """One event as the msgpack array the wire carries; never raises for odd values."""
     try:
         return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, payload])
-    except (ValueError, TypeError, OverflowError, UnicodeError):
+    except (ValueError, TypeError, OverflowError, UnicodeError, RecursionError):
         # A string with lone surrogates, a cycle, too deep a nest: keep the event, lose the value.
         safe = {"tunebus_unencodable": str(payload)[:65536]}
         return _packb([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial, trial_dir, safe])
@@ -124,7 +124,7 @@ class EventEncoder:
         try:
             packed: bytes = self._pack([SCHEMA_VERSION, kind, producer, seq, ts, experiment, trial,
                                         trial_dir, payload])
-        except (ValueError, TypeError, OverflowError, UnicodeError):  # the packer starts afresh
+        except (ValueError, TypeError, OverflowError, UnicodeError, RecursionError):  # afresh
             return encode_event(kind, producer, seq, ts, experiment, trial, trial_dir, payload)
         return packed
 
