@@ -98,3 +98,19 @@ async def test_curve_keys_travel_with_the_target_and_the_collector_admits_the_wo
         assert await asyncio.to_thread(producer.flush, 30)
         producer.close()
     assert (tmp_path / "out" / "exp" / "dir_t1" / "worker_log.json").read_text().count("\n") == 1
+
+
+def test_a_failed_sender_drops_calls_instead_of_raising_in_the_loop(tmp_path: Path) -> None:
+    """When the sender thread has failed (keys without the server's), log() counts a drop and returns."""
+    import zmq
+
+    from pipeline.testing import wait_for
+
+    public, secret = zmq.curve_keypair()
+    producer = WorkerLog(BusTarget("tcp://127.0.0.1:1", CurveKeys(public, secret, None),
+                                   SenderConfig(spool_dir=str(tmp_path / "spool"))))
+    producer.log({"a": 1.0}, head=HEAD)
+    wait_for(lambda: producer._sender is not None and not producer._sender.running, 20, "the sender to fail")
+    before = producer.dropped
+    producer.log({"a": 2.0}, head=HEAD)  # would raise RuntimeError without the guard
+    assert producer.dropped == before + 1

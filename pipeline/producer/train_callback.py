@@ -82,6 +82,8 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
         self._head: WorkerHead | None = None
         self._iteration = 0
         self._started = self._last = 0.0
+        self.dropped = 0
+        """Events given up: the sender was behind or had failed (logged once)."""
         self._errors: list[str] = []
 
     def __getstate__(self) -> dict[str, Any]:
@@ -204,8 +206,16 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
             sender = self._sender = Sender(self.target.address, self._stream, self.target.sender,
                                            self.target.curve)
         if not sender.accepting():
-            log.warning("tunebus: the sender is %d events behind; an event is dropped",
-                        sender.config.max_handoff_events)
+            self._drop(f"the sender is {sender.config.max_handoff_events} events behind")
             return
-        seq, self._seq = self._seq, self._seq + 1
-        sender.submit(seq, encode_event(kind, self._stream, seq, time.time(), *head, payload))
+        try:  # a sender whose thread failed raises: the Train controller goes on without the bus
+            sender.submit(self._seq, encode_event(kind, self._stream, self._seq, time.time(), *head, payload))
+        except RuntimeError as exc:
+            self._drop(str(exc))
+            return
+        self._seq += 1
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        if self.dropped == 1:
+            log.warning("tunebus: %s; events of this Train run are being dropped", why)

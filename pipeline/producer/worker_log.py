@@ -74,10 +74,14 @@ class WorkerLog:
             self._drop(f"the sender is {sender.config.max_handoff_events} events behind")
             return
         seq = self._seq
-        self._seq = seq + 1
         payload = {"step": step, "rank": head.rank, "world_size": head.world_size, "values": metrics}
-        sender.submit(seq, encode_event(LOG, self.stream, seq, time.time(), head.experiment,
-                                        head.trial, head.trial_dir, payload))
+        try:  # a sender whose thread failed (bad keys, an unwritable spool) raises: never the user's loop
+            sender.submit(seq, encode_event(LOG, self.stream, seq, time.time(), head.experiment,
+                                            head.trial, head.trial_dir, payload))
+        except RuntimeError as exc:
+            self._drop(str(exc))
+            return
+        self._seq = seq + 1
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until the collector confirms every call so far; False on timeout."""

@@ -152,12 +152,16 @@ def producer_socket(ctx: zmq.Context[Any], address: str, producer: str,
     sock.setsockopt(zmq.RECONNECT_IVL, 100)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2_000)
     sock.setsockopt(zmq.ROUTING_ID, producer.encode())
-    if curve is not None:
-        if curve.server_public is None:
-            raise ValueError("a CurveZMQ client needs the collector's public key")
-        sock.curve_publickey, sock.curve_secretkey = curve.public, curve.secret
-        sock.curve_serverkey = curve.server_public
-    sock.connect(address)
+    try:
+        if curve is not None:
+            if curve.server_public is None:
+                raise ValueError("a CurveZMQ client needs the collector's public key")
+            sock.curve_publickey, sock.curve_secretkey = curve.public, curve.secret
+            sock.curve_serverkey = curve.server_public
+        sock.connect(address)
+    except BaseException:
+        sock.close(linger=0)  # else the context's term() waits for it forever
+        raise
     return sock
 
 
