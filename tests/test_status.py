@@ -195,3 +195,30 @@ def test_progress_line_prints_plain_lines_off_a_tty_and_a_final_one() -> None:
     progress.stop()
     assert "\r" not in stream.getvalue()
     assert stream.getvalue().splitlines()[-1].startswith("sweep [####################] 3/3 results")
+
+
+class _FailsOnceReady:
+    """A service that starts, says it is ready, then fails."""
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+
+    async def __call__(self, collector: Any) -> None:
+        self.ready.set()
+        raise RuntimeError("the service broke after it started")
+
+
+async def test_a_service_failing_after_its_start_leaves_the_collector_collecting(
+        tmp_path: Path, address: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Only a service that cannot start stops the collector; a later failure is said once and survived."""
+    collector = build_collector(CollectorConfig(out=tmp_path, bind=address, sinks=("json",), status_bind=""))
+    collector.services.append(_FailsOnceReady())
+    stop = asyncio.Event()
+    running = asyncio.create_task(collector.run(stop))
+    await wait_until(lambda: any("collecting goes on without it" in r.getMessage() for r in caplog.records),
+                     20, "the service's failure")
+    with dealer(address, "p1") as sock:
+        sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
+        await wait_until(lambda: collector.snapshot().sinks["json"].events == 2, 20, "the writes")
+    stop.set()
+    await asyncio.wait_for(running, 30)

@@ -111,8 +111,8 @@ class Collector:
         acks = asyncio.create_task(self._ack_loop(sock), name="acks")
         receive = asyncio.create_task(self._receive_loop(sock), name="receive")
         extras = [asyncio.create_task(service(self), name="service") for service in self.services]
-        for task in extras:  # a service that cannot start (its port is taken) stops the collector
-            task.add_done_callback(functools.partial(self._service_ended, stop))
+        for service, task in zip(self.services, extras):  # one that cannot start stops the collector
+            task.add_done_callback(functools.partial(self._service_ended, stop, service))
         if self.curve:
             extras.append(asyncio.create_task(watch_handshakes(sock, self.refusals), name="handshakes"))
         self.ready.set()
@@ -128,7 +128,9 @@ class Collector:
             await asyncio.wait([stopped, receive, *workers], return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
             if receive.done() and not receive.cancelled() and receive.exception():
-                log.error("receive loop failed: %r", receive.exception())
+                self._service_fault = self._service_fault or receive.exception()
+                log.error("receive loop failed: %r; writing what was received, then stopping",
+                          receive.exception())
             receive.cancel()
             await asyncio.gather(receive, return_exceptions=True)
             await self.fanout.drain()
@@ -141,6 +143,10 @@ class Collector:
             await asyncio.gather(acks, *extras, return_exceptions=True)
             for task in workers:
                 task.cancel()
+            # A cancelled worker waits for its thread's write: only then may another collector
+            # take --out and cut the files back to the ledger.
+            await asyncio.gather(*workers, return_exceptions=True)
+            self._stop = None
             sock.close(linger=FINAL_ACK_LINGER_MS)
             if auth is not None:
                 auth.stop()
@@ -162,11 +168,19 @@ class Collector:
             stop.set()
         return True
 
-    def _service_ended(self, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._service_fault = task.exception()
-            log.error("stopping: %s", self._service_fault)
-            stop.set()
+    def _service_ended(self, stop: asyncio.Event, service: Service, task: asyncio.Task[None]) -> None:
+        """A service that failed before it was ready (its port taken) stops the collector; one
+        that failed later is said and the collector goes on without it."""
+        if task.cancelled() or task.exception() is None:
+            return
+        started = getattr(service, "ready", None)
+        if isinstance(started, asyncio.Event) and started.is_set():
+            log.error("%s failed: %s; collecting goes on without it", type(service).__name__,
+                      task.exception())
+            return
+        self._service_fault = task.exception()
+        log.error("stopping: %s", self._service_fault)
+        stop.set()
 
     async def _receive_loop(self, sock: zmq.asyncio.Socket) -> None:
         while True:

@@ -177,7 +177,7 @@ class SinkWorker:
             events = apply_filters(self.filters, fresh)
             state = filter_states(self.filters)
             await loop.run_in_executor(self._thread, self._apply, batch, events, state)
-        except BaseException:
+        except Exception:  # cancelled, the thread may still commit the batch: keep its state
             restore_filters(self.filters, self._filter_state)
             raise
         self._filter_state = state
