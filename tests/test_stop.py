@@ -63,6 +63,17 @@ def test_tunebus_stop_with_nobody_answering_says_so_in_one_line(
     assert err == [f"tunebus stop: error: no answer from {status} within 0.2s"]
 
 
+def test_nobody_answering_is_told_after_the_answer_wait_not_the_drain_timeout(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the default 60 s drain timeout, no answer is reported after the short answer wait."""
+    from pipeline.ops import status_client
+
+    monkeypatch.setattr(status_client, "ANSWER_TIMEOUT_S", 0.2)
+    status = free_address()
+    assert main(["stop", status]) == 1
+    assert capsys.readouterr().err.strip() == f"tunebus stop: error: no answer from {status} within 0.2s"
+
+
 def test_tunebus_stop_refuses_an_address_and_ray_together(capsys: pytest.CaptureFixture[str]) -> None:
     """A status address and --ray name two different collectors: exit 2, one line."""
     assert main(["stop", free_address(), "--ray", "x"]) == 2

@@ -33,11 +33,15 @@ def ask_status(address: str, timeout_s: float = 5.0) -> CollectorSnapshot:
         ctx.term()
 
 
+ANSWER_TIMEOUT_S = 5.0
+"""How long ``ask_stop`` waits for a collector to take the request (not to finish draining)."""
+
+
 def ask_stop(address: str, timeout_s: float = 60.0) -> bool:
     """Stop the collector at ``address`` and wait until it has drained and closed its status socket.
 
     False if it agreed to stop but still held the socket open after ``timeout_s``;
-    TimeoutError if nobody answered the request within ``timeout_s``.
+    TimeoutError if nobody answered the request within ``ANSWER_TIMEOUT_S`` (or ``timeout_s``).
     """
     deadline = time.monotonic() + timeout_s
     ctx = zmq.Context()
@@ -48,7 +52,7 @@ def ask_stop(address: str, timeout_s: float = 60.0) -> bool:
     try:
         _connect(sock, address)
         sock.send(STOP_REQUEST)
-        answer = _answer(sock, address, timeout_s)
+        answer = _answer(sock, address, min(timeout_s, ANSWER_TIMEOUT_S))  # the drain gets the rest
         try:
             stopping = json.loads(answer).get("stopping") is True
         except (ValueError, AttributeError):
