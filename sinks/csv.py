@@ -161,6 +161,9 @@ class CsvSink(Sink):
         self.out = out
         self.files = OpenFiles()
         self._trials: dict[tuple[str, str], _TrialCsv] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        """Trials written since the last flush: only they are flushed (the others' files may be
+        closed by the budget, and asking them would open them again)."""
         self.bytes_written: int = 0
 
     def open_trial(self, trial: TrialRef, start: Event | None) -> None:
@@ -170,21 +173,25 @@ class CsvSink(Sink):
 
     def write_results(self, trial: TrialRef, results: list[dict[str, Any]]) -> None:
         self._trials[trial.key].append(results)  # a top-level training_iteration: flat or not alike
+        self._dirty.add(trial.key)
 
     def close_trial(self, trial: TrialRef, end: Event | None) -> None:
         closing = self._trials.pop(trial.key)
-        closing.file.flush()
-        self.bytes_written += closing.take_written()
+        if trial.key in self._dirty:
+            self._dirty.discard(trial.key)
+            closing.file.flush()
+            self.bytes_written += closing.take_written()
         closing.file.close()
 
     def flush(self) -> None:
-        for trial in self._trials.values():
+        for key in self._dirty:
+            trial = self._trials[key]
             trial.file.flush()
             self.bytes_written += trial.take_written()
+        self._dirty.clear()
 
     def close(self) -> None:
+        self.flush()
         for trial in self._trials.values():
-            trial.file.flush()
-            self.bytes_written += trial.take_written()
             trial.file.close()
         self._trials.clear()

@@ -94,6 +94,20 @@ def test_a_sink_holding_one_file_writes_what_it_writes_holding_all(tmp_path: Pat
         assert [len(v) for v in few.values()] == [len(v) for v in many.values()]
 
 
+@pytest.mark.parametrize("name", ["json", "csv"])
+def test_a_batch_for_one_trial_reopens_at_most_its_file(tmp_path: Path, name: str) -> None:
+    """200 open trials on a budget of 16: writing one of them does not open the others again."""
+    sink, trials = make_sink(name, tmp_path), TrialFiles(tmp_path)
+    sink.files = OpenFiles(16)
+    deliver(sink, [event("trial_start", trial=f"t{i}", seq=i) for i in range(200)], trials)
+    deliver(sink, [event("result", {"training_iteration": 1}, trial=f"t{i}", seq=200 + i)
+                   for i in range(200)], trials)
+    before = sink.files.reopened
+    deliver(sink, [event("result", {"training_iteration": 2}, trial="t7", seq=400)], trials)
+    assert sink.files.reopened - before <= 1
+    close_all(sink, trials)
+
+
 def _limit_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
 
