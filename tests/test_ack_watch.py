@@ -58,6 +58,17 @@ def test_an_idle_sender_starts_timing_afresh() -> None:
     assert watch.held(1, heard_before=True) is None
 
 
+def test_an_ack_starts_the_silence_afresh() -> None:
+    """Progress restarts the clock: 9 s, an ack, 9 s more is no silence of 10 s."""
+    clock = Clock()
+    watch = AckWatch("tcp://x:1", 10.0, clock)
+    watch.held(3, heard_before=True)
+    clock.now += 9
+    watch.acked(2)
+    clock.now += 9
+    assert watch.held(2, heard_before=True) is None
+
+
 def test_the_threshold_must_be_positive() -> None:
     """A zero threshold is refused with its value."""
     with pytest.raises(ValueError, match="silent_after_s must be positive, got 0"):

@@ -55,4 +55,4 @@ async def test_bad_clients_are_named_in_the_log_and_counted(tmp_path: Path, addr
     assert any("no Curve keys or the wrong server key" in m for m in messages)
     assert len(messages) == len(set(messages))
     assert snapshot.refused >= 2 and snapshot.events == 0 and snapshot.bus == address
-    assert "refused clients" in render_status(snapshot)
+    assert f"refused clients {snapshot.refused} " in render_status(snapshot)

@@ -32,12 +32,17 @@ def _left_spool(tmp_path: Path, address: str) -> Path:
     return tmp_path / "spool" / "p1.spool"
 
 
-async def test_unconfirmed_events_stay_in_the_replayed_file(tmp_path: Path, address: str,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+async def test_unconfirmed_events_stay_in_the_replayed_file(
+        tmp_path: Path, address: str, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
     """With no collector answering, the spool still holds every event, and the advice names it."""
     spool = _left_spool(tmp_path, address)
+    caplog.clear()
+    caplog.set_level(logging.WARNING, logger="pipeline.producer.sender")
     code = await asyncio.to_thread(main, ["replay", str(spool), "--to", address, "--timeout-s", "0.3"])
     assert code == 1
+    [hint] = [r.getMessage() for r in caplog.records if "Deliver them with" in r.getMessage()]
+    assert f"saved to {spool}." in hint  # the replayed file itself, not a scratch copy
     out = capsys.readouterr().out
     assert f"the rest stay in {spool}" in out and f"--to {address}" in out
     producer, items = read_spool(spool)

@@ -114,6 +114,7 @@ def test_acks_are_due_only_when_a_producers_written_mark_moves() -> None:
     assert sequencer.acks_due(marks.__getitem__) == []
     marks["q"] = 5
     assert sequencer.acks_due(marks.__getitem__) == [("q", 5)] and sequencer.acked == {"p": 1, "q": 5}
+    assert _accept(sequencer, 2, [2, 3], producer="p").replies == ()  # in order: acked later, by mark
 
 
 def test_producers_are_sequenced_independently() -> None:
