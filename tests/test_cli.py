@@ -87,6 +87,23 @@ def test_bad_input_exits_non_zero_with_one_line(args: tuple[str, ...], says: str
 
 
 @pytest.mark.slow  # a collector child process
+@pytest.mark.parametrize(("flags", "said"), [
+    (("--curve-secret-key", "/no/such.key_secret", "--curve-clients", "/"),
+     "--curve-secret-key: no such file: '/no/such.key_secret'"),
+    (("--curve-secret-key", "{file}", "--curve-clients", "{file}"),
+     "--curve-clients: expected a directory of public .key files, got '{file}'"),
+])
+def test_a_wrong_curve_key_path_is_one_line_naming_the_flag(
+        address: str, tmp_path: Path, flags: tuple[str, ...], said: str) -> None:
+    """A missing key file or a file for the clients folder: exit 1, one line naming the flag."""
+    file = tmp_path / "collector.key_secret"
+    file.write_text("not checked before the clients folder\n")
+    flags = tuple(f.format(file=file) for f in flags)
+    done = run_cli("collect", "--bind", address, "--out", str(tmp_path / "out"), *flags)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"tunebus collect: error: {said.format(file=file)}"
+
+
 def test_a_busy_address_is_one_line_too(address: str, tmp_path: object) -> None:
     """Binding an address already in use fails with one line, not a traceback."""
     import zmq

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.config import CollectorConfig
@@ -52,7 +53,8 @@ def build_collector(config: CollectorConfig) -> Collector:
     try:
         curve = None
         if config.curve_secret_key and config.curve_clients:
-            curve = CurveServer(CurveKeys.load(config.curve_secret_key), config.curve_clients)
+            curve = CurveServer(_curve_keys(config.curve_secret_key, config.curve_clients),
+                                config.curve_clients)
         quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
         acks_due = asyncio.Event()  # a worker wrote a batch: acknowledgements may move
         budget = open_file_budget(config.max_open_files)
@@ -82,3 +84,13 @@ def _worker(sink: Sink, config: CollectorConfig, acks_due: asyncio.Event,
                       on_progress=acks_due.set, on_poison=quarantine.add_refused, ledger=ledger,
                       backlog=backlog, filters=parse_filters(config.worker_options(sink.name)["filters"]),
                       filter_state_path=None if ledger else state / f"filters-{sink.name}.json")
+
+
+def _curve_keys(secret_key: Path, clients: Path) -> CurveKeys:
+    """The collector's keys, with the flag named when a path is wrong (checked here, at start,
+    not when the flags are read: a config may be written for another machine)."""
+    if not secret_key.is_file():
+        raise ValueError(f"--curve-secret-key: no such file: {str(secret_key)!r}")
+    if not clients.is_dir():
+        raise ValueError(f"--curve-clients: expected a directory of public .key files, got {str(clients)!r}")
+    return CurveKeys.load(secret_key)
