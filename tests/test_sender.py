@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from pipeline.producer.sender import Sender, SenderConfig
-from pipeline.testing import start_event, wait_for
+from pipeline.testing import start_event, submit_results, wait_for
 from pipeline.wire.codec import decode_frame, encode_event
 
 LONG_S = 60.0  # far longer than any wait below: only a wake-up can beat it
@@ -86,3 +86,19 @@ def test_an_event_over_max_event_bytes_leaves_with_its_bulky_values_noted(
     assert len(raw) < 1 << 16 and event.payload["loss"] == 0.5
     assert "ndarray of 100" in str(event.payload["frames"])
     sender.close()
+
+
+def test_a_spill_file_outlives_a_failed_save(tmp_path: Path, address: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """When saving the undelivered events fails, the .live spill they came from is still on disk."""
+    from pipeline.producer import sender as sender_module
+
+    def failing_write(*args: object) -> int:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sender_module, "write_spool", failing_write)
+    sender = Sender(address, "p1", SenderConfig(spool_dir=str(tmp_path / "spool"), max_buffer_events=5))
+    submit_results(sender, 50)
+    wait_for(lambda: sender.stats().spooled > 0, 20, "events spilled past memory")
+    sender.close()
+    assert (tmp_path / "spool" / "p1.live").stat().st_size > 0

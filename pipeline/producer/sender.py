@@ -272,10 +272,11 @@ class Sender:
     def _save_undelivered(self) -> None:
         items = [*self._buffer.undelivered(), *self._incoming]
         self._spool.close()
+        if items:  # the .live spill goes only once what it held is safe in the saved file
+            count = write_spool(self.spool_file, self.producer, items)
         self._spool.path.unlink(missing_ok=True)
         if not items:
             return
-        count = write_spool(self.spool_file, self.producer, items)
         log.warning("tunebus: %d events were not delivered to %s; saved to %s. Deliver them with: "
                     "tunebus replay %s --to %s", count, self.address, self.spool_file,
                     self.spool_file, self.address)
