@@ -21,7 +21,7 @@ from pipeline.wire.codec import encode_event
 from sinks import make_sink
 from sinks.base import TrialFiles, close_all, deliver
 from sinks.open_files import OpenFiles, PooledFile
-from sinks.tensorboard import FILE_SUFFIX, _read_records
+from sinks.tb_events import FILE_SUFFIX, read_records
 
 TRIALS = 1_000
 RESULTS = 3
@@ -147,6 +147,6 @@ def test_a_thousand_open_trials_under_256_descriptors_write_every_row(tmp_path: 
         with (trial / "progress.csv").open(newline="") as f:
             assert [float(r["loss"]) for r in csv.DictReader(f)] == [i + n / 10 for n in range(RESULTS)]
         (event_file,) = trial.glob(f"events.out.tfevents.*{FILE_SUFFIX}*")
-        steps = [e.step for e in map(TbEvent.FromString, _read_records(event_file))
+        steps = [e.step for e in map(TbEvent.FromString, read_records(event_file))
                  if any(v.tag == "ray/tune/loss" for v in e.summary.value)]
         assert steps == [n + 1 for n in range(RESULTS)]

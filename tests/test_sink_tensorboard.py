@@ -13,7 +13,8 @@ import pytest
 from pipeline.wire.events import Event
 from sinks import make_sink
 from sinks.base import TrialFiles, close_all, deliver
-from sinks.tensorboard import TensorBoardSink, record
+from sinks.tb_events import record
+from sinks.tensorboard import TensorBoardSink
 from tests.readers import read_tensorboard
 from tests.sink_sweeps import Sweeps, run_sweeps, trial_dirs
 
