@@ -48,6 +48,27 @@ async def test_a_scrape_shows_received_written_queued_and_quarantined(tmp_path: 
     assert samples[("tunebus_uptime_seconds", ())] > 0
 
 
+async def test_repeats_gaps_batches_and_bytes_are_exported_as_counted(tmp_path: Path, address: str) -> None:
+    """A resent event, a gap, and the sinks' batches and bytes reach the scrape with their counts."""
+    async with running_collector(tmp_path, address, sinks=("json",), status_bind="",
+                                 metrics_port=0) as collector:
+        exporter = next(s for s in collector.services if isinstance(s, MetricsExporter))
+        await asyncio.wait_for(exporter.ready.wait(), 10)
+        with dealer(address, "p1") as sock:
+            sock.send(frame_events("p1", 0, [start_event("p1", 0), result_event("p1", 1)]))
+            await wait_until(lambda: collector.snapshot().sinks["json"].events == 2, 20, "the writes")
+            sock.send(frame_events("p1", 0, [result_event("p1", 1), result_event("p1", 5)]))
+            await wait_until(lambda: collector.snapshot().gaps == 1, 20, "the gap")
+        snap = collector.snapshot()
+        samples = await asyncio.to_thread(_scrape, exporter.port)
+    assert samples[("tunebus_duplicate_events_total", ())] == snap.duplicates == 1
+    assert samples[("tunebus_sequence_gaps_total", ())] == 1
+    json_sink = (("sink", "json"),)
+    assert samples[("tunebus_sink_batches_total", json_sink)] == snap.sinks["json"].batches >= 1
+    assert samples[("tunebus_sink_bytes_written_total", json_sink)] == snap.sinks["json"].bytes > 0
+    assert samples[("tunebus_sink_errors_total", json_sink)] == 0
+
+
 async def test_the_metrics_server_stops_with_the_collector(tmp_path: Path, address: str) -> None:
     """Once the collector has stopped, its metrics port no longer answers."""
     async with running_collector(tmp_path, address, sinks=("json",), status_bind="",
