@@ -13,7 +13,8 @@ from pipeline.collector.filter_spec import parse_filters
 from pipeline.collector.ledger import Ledger
 from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
-from pipeline.collector.receiver import Collector, CurveServer, Service
+from pipeline.collector.receiver import Collector, CurveServer, Service, ShardPlace
+from pipeline.collector.shard_state import check_shard_count, shard_state_dir
 from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
 from pipeline.collector.status import StatusServer
 from pipeline.collector.throughput import ThroughputLog
@@ -47,32 +48,37 @@ def build_collector(config: CollectorConfig) -> Collector:
     """The whole collector: sinks, their queues and workers, quarantine, socket loop, wired together.
 
     First of all it takes ``--out``'s lock (``OutLocked`` if another collector holds
-    it), so nothing of another collector's ledgers or backlogs is touched.
+    it), so nothing of another collector's ledgers or backlogs is touched. A shard of
+    several keeps all of its state in ``<out>/.tunebus/shard-<k>`` and takes that lock.
     """
-    lock = OutLock(config.out / STATE_DIR, config.bind)
+    check_shard_count(config.out, config.shard_count)
+    state = shard_state_dir(config.out, config.shard_index, config.shard_count)
+    lock = OutLock(state, config.bind)
     try:
         curve = None
         if config.curve_secret_key and config.curve_clients:
             curve = CurveServer(_curve_keys(config.curve_secret_key, config.curve_clients),
                                 config.curve_clients)
-        quarantine = Quarantine(config.out / STATE_DIR, config.quarantine_max_bytes)
+        quarantine = Quarantine(state, config.quarantine_max_bytes)
         acks_due = asyncio.Event()  # a worker wrote a batch: acknowledgements may move
         budget = open_file_budget(config.max_open_files)
-        sinks = [make_sink(name, config.out, **config.sink_kwargs(name)) for name in config.sinks]
+        sinks = [make_sink(name, config.out, **config.sink_kwargs(name), **_state_kwargs(name, state))
+                 for name in config.sinks]
         for sink in sinks:
             sink.files = share(budget, len(sinks))
-        workers = [_worker(sink, config, acks_due, quarantine) for sink in sinks]
+        workers = [_worker(sink, config, acks_due, quarantine, state) for sink in sinks]
     except BaseException:
         lock.release(discard=True)
         raise
     return Collector(config.bind, Fanout(workers), quarantine, config.max_message_bytes, acks_due,
-                     services=services(config), curve=curve, out=config.out, lock=lock)
+                     services=services(config), curve=curve, out=config.out, lock=lock,
+                     shard=ShardPlace(config.shard_index, config.shard_addresses,
+                                      config.shard_status_addresses))
 
 
 def _worker(sink: Sink, config: CollectorConfig, acks_due: asyncio.Event,
-            quarantine: Quarantine) -> SinkWorker:
+            quarantine: Quarantine, state: Path) -> SinkWorker:
     ledger = backlog = None
-    state = config.out / STATE_DIR
     if not sink.durable and config.backlog_max_bytes:
         backlog = SinkBacklog(state / f"backlog-{sink.name}.spool", config.backlog_max_bytes)
     if sink.durable:
@@ -84,6 +90,15 @@ def _worker(sink: Sink, config: CollectorConfig, acks_due: asyncio.Event,
                       on_progress=acks_due.set, on_poison=quarantine.add_refused, ledger=ledger,
                       backlog=backlog, filters=parse_filters(config.worker_options(sink.name)["filters"]),
                       filter_state_path=None if ledger else state / f"filters-{sink.name}.json")
+
+
+def _state_kwargs(sink: str, state: Path) -> dict[str, Path]:
+    """A sink's own state file moved into a shard's directory (aim's run hashes); none elsewhere."""
+    if sink == "aim" and state.name != STATE_DIR:
+        from sinks.aim import RUNS_FILE
+
+        return {"runs_file": state / RUNS_FILE}
+    return {}
 
 
 def _curve_keys(secret_key: Path, clients: Path) -> CurveKeys:

@@ -85,6 +85,15 @@ class CollectorConfig:
                                           "forget a driver this long after its run ended, so the ledger "
                                           "stays small; a replay of its spool after that may write twice; "
                                           "0 for never")
+    shard_index: int = setting(0, Integer(minimum=0, metavar="K"),
+                               "this collector's place among --shard-addresses (0 for the first)")
+    shard_addresses: tuple[str, ...] = setting((), Names(what="address", metavar="ADDRESSES"),
+                                               "every shard's bus address in shard order (a,b,...), "
+                                               "as producers reach them; given to producers that ask",
+                                               default_text="not sharded")
+    shard_status_addresses: tuple[str, ...] = setting((), Names(what="address", metavar="ADDRESSES"),
+                                                      "every shard's status address in shard order, for "
+                                                      "tunebus status and stop", default_text="none")
     log_level: str = setting("INFO", Choice(("DEBUG", "INFO", "WARNING", "ERROR"), metavar="LEVEL"),
                              "how much the collector logs")
     sink_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -95,9 +104,30 @@ class CollectorConfig:
             object.__setattr__(self, declared_setting.name, value)
         if (self.curve_secret_key is None) != (self.curve_clients is None):
             raise ValueError("--curve-secret-key and --curve-clients go together")
+        self._check_shards()
         if self.metrics_port is not None and importlib.util.find_spec("prometheus_client") is None:
             raise ValueError("metrics need prometheus-client: pip install 'tunebus[metrics]'")
         object.__setattr__(self, "sink_options", self._checked_sink_options())
+
+    def _check_shards(self) -> None:
+        count = len(self.shard_addresses)
+        for name in ("shard_addresses", "shard_status_addresses"):
+            for address in getattr(self, name):
+                if not address.startswith(ZMQ):
+                    raise ValueError(f"{name}: expected addresses like tcp://127.0.0.1:5555, got {address!r}")
+        if self.shard_index and not count:
+            raise ValueError(f"shard_index {self.shard_index} needs shard_addresses "
+                             "(each shard's bus address)")
+        if count and self.shard_index >= count:
+            raise ValueError(f"shard_index {self.shard_index} is not below the {count} shard_addresses")
+        if self.shard_status_addresses and len(self.shard_status_addresses) != count:
+            raise ValueError(f"{len(self.shard_status_addresses)} shard_status_addresses for "
+                             f"{count} shard_addresses: give one per shard")
+
+    @property
+    def shard_count(self) -> int:
+        """How many shards the collectors on this ``--out`` are (1: not sharded)."""
+        return max(1, len(self.shard_addresses))
 
     def _checked_sink_options(self) -> dict[str, dict[str, Any]]:
         for sink, given in self.sink_options.items():

@@ -23,9 +23,10 @@ from pipeline.collector.sequencer import Sequencer
 from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot
 from pipeline.wire.codec import decode_frame, encode_control
 from pipeline.wire.events import Event, SchemaError
+from pipeline.wire.shards import shards_reply
 from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator, watch_handshakes
 
-__all__ = ["Collector", "CollectorStats", "CurveServer"]
+__all__ = ["Collector", "CollectorStats", "CurveServer", "ShardPlace"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,20 @@ class CurveServer:
 
     keys: CurveKeys
     clients_dir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ShardPlace:
+    """Where this collector stands among its shards: its index, every shard's bus and status address."""
+
+    index: int = 0
+    addresses: tuple[str, ...] = ()
+    """Every shard's bus address in shard order, as producers reach them; empty: not sharded."""
+    status_addresses: tuple[str, ...] = ()
+
+    @property
+    def count(self) -> int:
+        return max(1, len(self.addresses))
 
 
 @dataclass(slots=True)
@@ -63,8 +78,10 @@ class Collector:
     def __init__(self, bind: str, fanout: Fanout, quarantine: Quarantine, max_message_bytes: int,
                  acks_due: asyncio.Event, services: Sequence[Service] = (),
                  curve: CurveServer | None = None, out: Path | None = None,
-                 lock: OutLock | None = None) -> None:
+                 lock: OutLock | None = None, shard: ShardPlace | None = None) -> None:
         self.bind = bind
+        self.shard = shard or ShardPlace()
+        self._shards_reply = shards_reply(self.shard.addresses)
         self.lock = lock
         self.fanout = fanout
         self.quarantine = quarantine
@@ -197,6 +214,9 @@ class Collector:
                 frame.events.clear()
             if frame.faults:
                 self.quarantine.add(identity, raw, frame.faults)
+            elif not frame.events:  # a hello: answer with the shard map (empty: only this collector)
+                self._send_raw(sock, identity, self._shards_reply)
+                continue
             sequenced = self.sequencer.accept(frame.producer, frame.base, frame.events)
             for kind, seq in sequenced.replies:
                 self._send(sock, identity, kind, seq)
@@ -224,9 +244,12 @@ class Collector:
             self._send(sock, producer.encode(), "ack", mark)
 
     def _send(self, sock: zmq.asyncio.Socket, identity: bytes, kind: str, arg: int | str) -> None:
+        self._send_raw(sock, identity, encode_control(kind, arg))
+
+    def _send_raw(self, sock: zmq.asyncio.Socket, identity: bytes, message: bytes) -> None:
         # A ROUTER never blocks: a message for a producer that is gone is dropped,
         # and that producer resends when it comes back.
-        sent = sock.send_multipart([identity, encode_control(kind, arg)], zmq.NOBLOCK)
+        sent = sock.send_multipart([identity, message], zmq.NOBLOCK)
         cast("asyncio.Future[Any]", sent).add_done_callback(_ignore_send_error)
 
     def snapshot(self) -> CollectorSnapshot:
