@@ -57,7 +57,8 @@ def test_collect_help_has_every_declared_setting_with_its_default() -> None:
         text = documented[declared.flag]
         assert declared.help in text and "(default: " in text, (declared.flag, text)
     assert "one or more of aim, csv, json, tensorboard" in documented["--sinks"]
-    assert set(documented) == {"-h", "--config", "--filter", *(s.flag for s in collector_settings())}
+    assert set(documented) == {"-h", "--shards", "--config", "--filter",
+                               *(s.flag for s in collector_settings())}
 
 
 @pytest.mark.parametrize(("args", "says"), [

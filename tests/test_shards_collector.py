@@ -113,3 +113,20 @@ def test_a_plain_collector_on_a_sharded_out_exits_1_naming_both_counts(tmp_path:
     (line,) = [x for x in done.stderr.splitlines() if "error" in x]
     assert "2 shards" in line and "1 shard (a plain collector)" in line
     assert not list((tmp_path / ".tunebus").glob("*.lock"))
+
+
+async def test_status_follows_the_map_and_shows_a_silent_shard_as_such(tmp_path: Path, address: str) -> None:
+    """tunebus status of shard 0 asks shard 1 too; a shard that does not answer is shown, not an error."""
+    from pipeline.ops.shard_status import ask_every_shard
+    from pipeline.ops.status_table import render_shards
+
+    status, silent = free_address(), free_address()
+    async with running_collector(tmp_path, address, shard_addresses=(address, free_address()),
+                                 status_bind=status, shard_status_addresses=(status, silent)):
+        answers = await asyncio.to_thread(ask_every_shard, status, 1.0)
+    assert [(a.index, a.address, a.status is not None) for a in answers] == [(0, status, True),
+                                                                              (1, silent, False)]
+    assert answers[0].status is not None and answers[0].status.shard.count == 2
+    shown = render_shards(answers)
+    assert shown.startswith("2 shards, 1 answering")
+    assert f"== shard 1 of 2, status {silent}: NO ANSWER (no answer from {silent} within 1s)" in shown

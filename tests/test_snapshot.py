@@ -7,13 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot, Rates, SinkSnapshot
+from pipeline.collector.snapshot import (
+    CollectorSnapshot,
+    ProducerSnapshot,
+    Rates,
+    ShardSnapshot,
+    SinkSnapshot,
+)
 from pipeline.collector.status import StatusServer
 from pipeline.testing import dealer, result_event, running_collector, start_event, wait_until
 from pipeline.wire.codec import frame_events
 
 TOP_KEYS = ["frames", "events", "duplicates", "gaps", "quarantined", "refused", "faults", "queue_depth",
-            "sinks", "uptime_s", "dropped", "producers", "rates", "bus"]
+            "sinks", "uptime_s", "dropped", "producers", "rates", "bus", "shard"]
 SINK_KEYS = ["events", "batches", "errors", "poisoned", "queued", "lag", "busy_s", "durable", "last_error",
              "bytes", "backlog", "backlog_unreadable", "filters"]
 PRODUCER_KEYS = ["events", "last_seq", "acked", "dropped", "lag", "experiments", "host", "pid", "ended"]
@@ -23,7 +29,8 @@ SNAPSHOT = CollectorSnapshot(
     queue_depth=6, sinks={"json": SinkSnapshot(events=5, batches=2, bytes=120, filters=("keep loss",)),
                           "aim": SinkSnapshot(events=1, lag=4, durable=False, last_error="OSError: x")},
     uptime_s=1.5, dropped=7, producers={"p": ProducerSnapshot(5, 9, 8, 7, 1, ("exp",), "h", 42, True)},
-    rates=Rates(2.0, {"json": 2.0, "aim": 0.5}), bus="tcp://127.0.0.1:1")
+    rates=Rates(2.0, {"json": 2.0, "aim": 0.5}), bus="tcp://127.0.0.1:1",
+    shard=ShardSnapshot(1, 2, ("tcp://127.0.0.1:2", "tcp://127.0.0.1:3")))
 
 
 def test_to_json_writes_every_field_under_the_names_status_clients_read() -> None:
@@ -33,6 +40,7 @@ def test_to_json_writes_every_field_under_the_names_status_clients_read() -> Non
     assert list(raw["sinks"]["aim"]) == SINK_KEYS and list(raw["producers"]["p"]) == PRODUCER_KEYS
     assert raw["rates"] == {"events": 2.0, "sinks": {"json": 2.0, "aim": 0.5}}
     assert raw["producers"]["p"]["experiments"] == ["exp"] and raw["sinks"]["json"]["bytes"] == 120
+    assert raw["shard"] == {"index": 1, "count": 2, "status_addresses": ["tcp://127.0.0.1:2", "tcp://127.0.0.1:3"]}
 
 
 def test_from_json_reads_back_the_same_snapshot() -> None:

@@ -20,7 +20,7 @@ from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.refusals import Refusals
 from pipeline.collector.runs import NOTED_KINDS, Run, RunBook
 from pipeline.collector.sequencer import Sequencer
-from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot
+from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot, ShardSnapshot
 from pipeline.wire.codec import decode_frame, encode_control
 from pipeline.wire.events import Event, SchemaError
 from pipeline.wire.shards import shards_reply
@@ -266,7 +266,8 @@ class Collector:
             producers={p: self._producer_snapshot(p, n, shown.get(p))
                        for p, n in sequencer.per_producer.items()
                        if p in sequencer.expected and (p in shown or p not in self.runs.runs)},
-            bus=self.address)
+            bus=self.address,
+            shard=ShardSnapshot(self.shard.index, self.shard.count, self.shard.status_addresses))
 
     def _producer_snapshot(self, producer: str, events: int, run: Run | None) -> ProducerSnapshot:
         sequencer = self.sequencer

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["CollectorSnapshot", "ProducerSnapshot", "Rates", "SinkSnapshot"]
+__all__ = ["CollectorSnapshot", "ProducerSnapshot", "Rates", "ShardSnapshot", "SinkSnapshot"]
 
 T = TypeVar("T")
 
@@ -60,6 +60,15 @@ class Rates:
 
 
 @dataclass(frozen=True, slots=True)
+class ShardSnapshot:
+    """Where a collector stands among its shards: its index, their count, every shard's status address."""
+
+    index: int = 0
+    count: int = 1
+    status_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CollectorSnapshot:
     """The whole collector at one moment: totals, each sink, each producer.
 
@@ -87,6 +96,7 @@ class CollectorSnapshot:
     """Filled in by the status server, which samples the counters; zero elsewhere."""
     bus: str = ""
     """The address the collector receives on."""
+    shard: ShardSnapshot = field(default_factory=ShardSnapshot)
 
     def to_json(self, indent: int | None = None) -> str:
         """The status socket's answer: every field under its own name, sinks and producers by name."""
@@ -105,6 +115,9 @@ class CollectorSnapshot:
         rates = fields.get("rates", {})
         fields["rates"] = Rates(float(rates.get("events", 0.0)),
                                 {n: float(r) for n, r in rates.get("sinks", {}).items()})
+        shard = _known(ShardSnapshot, fields.get("shard", {}))
+        fields["shard"] = ShardSnapshot(int(shard.get("index", 0)), int(shard.get("count", 1)),
+                                        tuple(str(a) for a in shard.get("status_addresses", ())))
         return cls(**fields)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
@@ -61,6 +62,15 @@ def _collect(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error("collect", exc, 2)
     logging.basicConfig(level=config.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    shards = getattr(args, "shards", 1)
+    if shards > 1:
+        from pipeline.entry.shard_set import ShardSet, plan_shards
+
+        try:
+            plan = plan_shards(config, shards)
+        except ValueError as exc:
+            return _error("collect", exc, 2)
+        return ShardSet(plan, getattr(args, "argv", [])).run()
     log.info("effective config: %s", config.describe())
     try:
         _run_loop(_serve(config))
@@ -74,7 +84,8 @@ def collect_config(args: argparse.Namespace) -> CollectorConfig:
     from pipeline.collector.config import CollectorConfig
     from pipeline.entry.config_file import read_config
 
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "filter")}
+    not_settings = ("command", "config", "filter", "shards", "argv")
+    given = {k: v for k, v in vars(args).items() if k not in not_settings}
     given.update(_filter_flags(getattr(args, "filter", [])))
     from_file = read_config(args.config) if args.config is not None else {}
     return CollectorConfig.from_flat(**{**from_file, **given})
@@ -129,14 +140,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pipeline.ops.status_client import ask_status
-    from pipeline.ops.status_table import render_status
+    from pipeline.ops.shard_status import ask_every_shard
+    from pipeline.ops.status_table import render_shards
 
     try:
-        answer = ask_status(args.address, args.timeout_s)
+        answers = ask_every_shard(args.address, args.timeout_s)
     except (TimeoutError, ValueError) as exc:
         return _error("status", exc, 1)
-    print(answer.to_json(indent=2) if args.json else render_status(answer))
+    if args.json:
+        if len(answers) == 1 and answers[0].status is not None:
+            print(answers[0].status.to_json(indent=2))
+        else:
+            print("[\n" + ",\n".join(a.status.to_json(indent=2) if a.status is not None else
+                                      json.dumps({"address": a.address, "error": a.error}) for a in answers)
+                  + "\n]")
+    else:
+        print(render_shards(answers))
     return 0
 
 
@@ -145,18 +164,27 @@ def _stop(args: argparse.Namespace) -> int:
         if args.address is not None:
             return _error("stop", "give a status address or --ray NAME, not both", 2)
         return _stop_ray(args.ray, args.timeout_s)
-    from pipeline.ops.status_client import ask_stop
+    from pipeline.ops.shard_status import stop_every_shard
 
     address = args.address or DEFAULT_STATUS_ADDRESS
     try:
-        stopped = ask_stop(address, args.timeout_s)
+        stops = stop_every_shard(address, args.timeout_s)
     except (TimeoutError, ValueError) as exc:
         return _error("stop", exc, 1)
-    if not stopped:
-        return _error("stop", f"the collector at {address} is stopping but still draining after "
-                              f"{args.timeout_s:g}s (tunebus status {address} shows its queues)", 1)
-    print(f"tunebus stop: the collector at {address} wrote everything it held and stopped")
-    return 0
+    if len(stops) == 1:
+        if not stops[0].stopped:
+            return _error("stop", stops[0].error or f"the collector at {address} is stopping but still "
+                                  f"draining after {args.timeout_s:g}s (tunebus status {address} shows "
+                                  "its queues)", 1)
+        print(f"tunebus stop: the collector at {address} wrote everything it held and stopped")
+        return 0
+    draining = [s for s in stops if not s.stopped and not s.error]
+    for shard in stops:
+        what = ("wrote everything it held and stopped" if shard.stopped else
+                f"no answer ({shard.error}): not running?" if shard.error else
+                f"still draining after {args.timeout_s:g}s")
+        print(f"tunebus stop: shard {shard.index} of {len(stops)} at {shard.address} {what}")
+    return 1 if draining else 0
 
 
 def _stop_ray(name: str, timeout_s: float) -> int:

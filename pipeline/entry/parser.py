@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,17 +27,21 @@ class _Parser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args: Any, arguments: Callable[[_Parser], None] | None = None,
-                 **kwargs: Any) -> None:
+                 keep_argv: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._arguments = arguments
+        self._keep_argv = keep_argv
 
     def error(self, message: str) -> NoReturn:
         message = ARGUMENT_PREFIX.sub(r"\1: ", message)
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
-    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         self._add_arguments()
-        return super().parse_known_args(*args, **kwargs)
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if self._keep_argv:  # what was typed, for the children of --shards
+            parsed.argv = list(sys.argv[1:] if args is None else args)
+        return parsed, unknown
 
     def format_help(self) -> str:
         self._add_arguments()
@@ -82,6 +87,10 @@ def _add_collect_settings(p: _Parser) -> None:
         if setting.sink and setting.sink not in groups:
             groups[setting.sink] = p.add_argument_group(f"options of the {setting.sink} sink")
         _add_setting(groups[setting.sink] if setting.sink else p, setting)  # type: ignore[arg-type]
+    p.add_argument("--shards", type=_typed(COUNT), default=argparse.SUPPRESS, metavar="N",
+                   help="run N collectors (shards) as one, each writing the trials routed to it: shard k "
+                        "binds the bus, status and metrics ports + k (ipc paths get .k); they are "
+                        "restarted when killed, and stopped together (default: 1, no supervisor)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE",
                    help="TOML file of these settings (names with - or _, at the top level or under "
                         "[collect]; a sink's options also in [sinks.<name>]); flags given here override it")
@@ -95,6 +104,7 @@ def _add_collect(sub: argparse._SubParsersAction[_Parser]) -> None:
     # Its flags come on first use: loading the sinks for their options takes seconds
     # (tensorboardX pulls in boto3), which no other command should pay.
     sub.add_parser("collect", help="run the collector daemon", arguments=_add_collect_settings,
+                   keep_argv=True,
                    description="Receive Tune events from BusCallback and write them with the sinks.")
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot
 
-__all__ = ["render_status"]
+if TYPE_CHECKING:
+    from pipeline.ops.shard_status import ShardAnswer
+
+__all__ = ["render_shards", "render_status"]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -66,3 +70,18 @@ def render_status(status: CollectorSnapshot) -> str:
               f"duplicates {status.duplicates}, gaps {status.gaps}",
               f"refused clients {status.refused} (CurveZMQ handshakes; the collector log says why)"]
     return "\n".join(lines)
+
+
+def render_shards(answers: Sequence[ShardAnswer]) -> str:
+    """One collector's tables; for shards, each shard's under its own heading (or that it did not answer)."""
+    if len(answers) == 1 and answers[0].status is not None:
+        return render_status(answers[0].status)
+    blocks = []
+    for answer in answers:
+        heading = f"== shard {answer.index} of {len(answers)}, status {answer.address}"
+        if answer.status is None:
+            blocks.append(f"{heading}: NO ANSWER ({answer.error})")
+        else:
+            blocks.append(f"{heading}\n{render_status(answer.status)}")
+    answered = sum(a.status is not None for a in answers)
+    return "\n\n".join([f"{len(answers)} shards, {answered} answering", *blocks])
