@@ -68,9 +68,12 @@ class _Producer:
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         config = SenderConfig(spool_dir=spec.spool_dir or None, when_full=FullPolicy.BLOCK, **spec.sender)
-        self.id = f"bench-{spec.index}-{time.time_ns() & 0xFFFFFF:x}"
+        run = f"{time.time_ns() & 0xFFFFFF:x}"
+        self.id = f"bench-{spec.index}-{run}"
         self.sender = Sender(spec.address, self.id, config)
-        self.head = (EXPERIMENT, f"t{spec.index:04d}", f"trial_{spec.index:04d}")
+        # A trial of its own per producer and run: a later run's producer 0 on the same collector
+        # would otherwise go back to iteration 1 in the same files, and measure moving rows aside.
+        self.head = (EXPERIMENT, f"t{spec.index:04d}-{run}", f"trial_{spec.index:04d}-{run}")
         self.results = [make_result(i) for i in range(RESULT_VARIANTS)]
         self.sent_at: list[float] = []
         self.acked = -1
