@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 import zlib
@@ -21,6 +22,10 @@ log = logging.getLogger(__name__)
 
 ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
 EXPERIMENT_END = Kind.EXPERIMENT_END.value
+CLOSING = ENDS | {EXPERIMENT_END}
+# Event fields read per event in C, not in a Python loop: a batch holds thousands.
+_KIND, _PRODUCER, _SEQ = (operator.itemgetter(Event._fields.index(f)) for f in ("kind", "producer", "seq"))
+_DIR = operator.itemgetter(Event._fields.index("experiment"), Event._fields.index("trial_dir"))
 HEAD_BYTES = 65_536
 
 # One file's committed state: [size in bytes, newline count, crc32 of the first line].
@@ -85,6 +90,10 @@ class Ledger:
     def fresh(self, events: list[Event]) -> list[Event]:
         """``events`` without those this sink already wrote before a restart."""
         marks = self.marks
+        # Each producer's events come in rising seq: if its first one is fresh, all are (the usual batch).
+        firsts = dict(zip(map(_PRODUCER, reversed(events)), map(_SEQ, reversed(events))))
+        if all(seq > marks.get(producer, -1) for producer, seq in firsts.items()):
+            return events
         return [e for e in events if e.seq > marks.get(e.producer, -1)]
 
     def before(self, events: list[Event]) -> None:
@@ -104,13 +113,13 @@ class Ledger:
             old = dirs.get(rel, {})
             dirs[rel] = {name: self._mark(path, old.get(name)) for name, path in self._files(rel)}
         marks = dict(self.marks)
-        ended_now = []
-        for event in events:
-            marks[event.producer] = event.seq
-            if event.kind == EXPERIMENT_END:
-                ended_now.append(event.producer)
-        for rel in _closed_dirs(events, dirs):
-            del dirs[rel]
+        marks.update(zip(map(_PRODUCER, events), map(_SEQ, events)))  # each producer's last seq
+        kinds = set(map(_KIND, events))
+        ended_now = [] if EXPERIMENT_END not in kinds else [
+            e.producer for e in events if e.kind == EXPERIMENT_END]
+        if not kinds.isdisjoint(CLOSING):
+            for rel in _closed_dirs(events, dirs):
+                del dirs[rel]
         self._commit(marks, dirs, self._forget_ended(ended_now, marks), filters)
 
     def _forget_ended(self, ended_now: list[str], marks: dict[str, int]) -> dict[str, float]:
@@ -229,7 +238,9 @@ class Ledger:
 
 
 def _trial_dirs(events: list[Event]) -> list[str]:
-    return list(dict.fromkeys(f"{e.experiment}/{e.trial_dir}" for e in events if e.trial_dir))
+    """The trial directories ``events`` touch, in order of first touch (one pass in C, then per dir)."""
+    return [f"{experiment}/{trial_dir}" for experiment, trial_dir in dict.fromkeys(map(_DIR, events))
+            if trial_dir]
 
 
 def _closed_dirs(events: list[Event], dirs: dict[str, Any]) -> list[str]:
