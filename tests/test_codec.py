@@ -161,6 +161,8 @@ def test_the_reused_packer_encodes_as_encode_event_even_after_a_failure() -> Non
     (msgpack.packb([1, "p", 0, [[1, "result", "q", 1, 0.0, "e", "t", "d", {}]]]), "producer-mismatch"),
     (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d", []]]]), "bad-type"),
     (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "", {}]]]), "bad-name"),
+    (msgpack.packb([1, "p", 0, [[1, ["result"], "p", 1, 0.0, "e", "t", "d", {}]]]), "unknown-kind"),
+    (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", ["t"], "d", {}]]]), "bad-type"),
     (msgpack.packb([1, "p", 0, [[1, "result", "p", 1, 0.0, "e", "t", "d",
                                  {"x": msgpack.ExtType(1, msgpack.packb(["|O", [1], b"x"]))}]]]),
      "bad-array"),
@@ -179,6 +181,21 @@ def test_malformed_frames_become_faults(frame: bytes, fault: str) -> None:
     decoded = decode_frame(frame)
     assert decoded.events == []
     assert [f.fault for f in decoded.faults] == [fault]
+
+
+def test_an_event_repeating_checked_names_still_has_every_other_field_checked() -> None:
+    """Names seen before skip their checks; a bad version, seq, ts, payload or producer is still a fault."""
+    head = ["e", "t", "d"]
+    items = [[1, "result", "p", 0, 0.0, *head, {}], [2, "result", "p", 1, 0.0, *head, {}],
+             [1, "result", "p", -1, 0.0, *head, {}], [1, "result", "p", 1.0, 0.0, *head, {}],
+             [1, "result", "p", 1, "0", *head, {}], [1, "result", "p", 1, 0.0, *head, []],
+             [1, "result", "q", 1, 0.0, *head, {}], [1, "result", "p", 1, 2, *head, {"a": 1}]]
+    decoded = decode_frame(msgpack.packb([1, "p", 0, items]))
+    assert [f.fault for f in decoded.faults] == ["unknown-version", "bad-type", "bad-type", "bad-type",
+                                                 "bad-type", "producer-mismatch"]
+    assert decoded.events == [Event("result", "p", 0, 0.0, *head, {}),
+                              Event("result", "p", 1, 2.0, *head, {"a": 1})]
+    assert type(decoded.events[1].ts) is float
 
 
 @pytest.mark.parametrize("ext", [msgpack.ExtType(1, msgpack.packb(["|O", [1], b"x" * 8])),

@@ -39,8 +39,10 @@ EXT_OBJECT_ARRAY = 5  # [shape, [items in C order]]: each item packed as any val
 WIRE_DTYPE_KINDS = frozenset("biufcSU")
 EVENT_FIELDS = 9
 MAX_SAFE_NAMES = 65_536
-# Name tuples already checked: most events repeat the names of the trial before them.
-_SAFE_NAMES: set[tuple[bool, bool, object, object, object]] = set()
+# (kind, producer, experiment, trial, trial_dir) already checked, each to itself: most events repeat
+# those of an event before them.
+_SAFE_NAMES: dict[tuple[str, str, str, str, str], tuple[str, str, str, str, str]] = {}
+_new_event = tuple.__new__
 FRAME_VERSION = 1
 
 
@@ -226,6 +228,7 @@ def _unpackb(data: bytes) -> Any:
 
 
 def _to_event(item: Any) -> Event:
+    """The event ``item`` (a decoded wire array) is, every field checked; raises SchemaError."""
     if not isinstance(item, list) or not item:
         raise SchemaError("bad-shape", f"an event is an array, got {type(item).__name__}")
     if item[0] != SCHEMA_VERSION:
@@ -233,7 +236,7 @@ def _to_event(item: Any) -> Event:
     if len(item) != EVENT_FIELDS:
         raise SchemaError("bad-shape", f"an event has {EVENT_FIELDS} fields, got {len(item)}")
     _, kind, producer, seq, ts, experiment, trial, trial_dir, payload = item
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # (a list is no kind, and unhashable)
         raise SchemaError("unknown-kind", f"kind {kind!r}")
     if not isinstance(producer, str) or not producer or len(producer) > 255:
         raise SchemaError("bad-type", "producer must be a non-empty string")
@@ -241,16 +244,49 @@ def _to_event(item: Any) -> Event:
         raise SchemaError("bad-type", "seq must be a non-negative integer, ts a number")
     if not isinstance(payload, dict):
         raise SchemaError("bad-type", "payload must be a map")
-    names = (kind in TRIAL_KINDS, kind == "setup", str(experiment), str(trial), str(trial_dir))
-    if (type(experiment), type(trial), type(trial_dir)) != (str, str, str) or names not in _SAFE_NAMES:
-        in_trial = kind in TRIAL_KINDS
-        check_name("experiment", experiment, allow_empty=kind == "setup")
-        check_name("trial", trial, allow_empty=not in_trial)
-        check_name("trial_dir", trial_dir, allow_empty=not in_trial)
-        if len(_SAFE_NAMES) >= MAX_SAFE_NAMES:
-            _SAFE_NAMES.clear()
-        _SAFE_NAMES.add(names)
-    return Event(kind, producer, seq, float(ts), experiment, trial, trial_dir, payload)
+    in_trial = kind in TRIAL_KINDS
+    check_name("experiment", experiment, allow_empty=kind == "setup")
+    check_name("trial", trial, allow_empty=not in_trial)
+    check_name("trial_dir", trial_dir, allow_empty=not in_trial)
+    if len(_SAFE_NAMES) >= MAX_SAFE_NAMES:
+        _SAFE_NAMES.clear()
+    names = _SAFE_NAMES.setdefault((kind, producer, experiment, trial, trial_dir),
+                                   (kind, producer, experiment, trial, trial_dir))
+    return _new_event(Event, (names[0], names[1], seq, float(ts), names[2], names[3], names[4], payload,
+                              SCHEMA_VERSION))
+
+
+def _to_events(items: list[Any], producer: str, events: list[Event], faults: list[SchemaError]) -> None:
+    """Append each of ``items`` that is a valid event of ``producer`` to ``events``, the faults to ``faults``.
+
+    The usual event repeats the kind, producer and names of one before it: those found in
+    ``_SAFE_NAMES`` were checked then, and the event takes that entry's strings (so later
+    dicts keyed by them hash and compare them at once). The rest go through ``_to_event``.
+    """
+    append, known, new = events.append, _SAFE_NAMES.get, _new_event
+    for item in items:
+        if type(item) is list and len(item) == EVENT_FIELDS:
+            version, kind, sender, seq, ts, experiment, trial, trial_dir, payload = item
+            try:
+                names = known((kind, sender, experiment, trial, trial_dir))
+            except TypeError:  # an unhashable field: ``_to_event`` says which
+                names = None
+            if (names is not None and version == SCHEMA_VERSION and type(seq) is int and seq >= 0
+                    and type(payload) is dict and (type(ts) is float or type(ts) is int)
+                    and sender == producer):
+                append(new(Event, (names[0], names[1], seq, float(ts), names[2], names[3], names[4],
+                                   payload, SCHEMA_VERSION)))
+                continue
+        try:
+            event = _to_event(item)
+        except SchemaError as exc:
+            faults.append(exc)
+            continue
+        if event.producer != producer:
+            faults.append(SchemaError("producer-mismatch",
+                                      f"event of {event.producer!r} in a frame of {producer!r}"))
+            continue
+        append(event)
 
 
 def _unpack_checked(data: bytes) -> Any:
@@ -293,17 +329,7 @@ def decode_frame(frame: bytes) -> Frame:
         return Frame("", -1, [], [SchemaError("bad-type", "producer must be a string, base a seq")])
     events: list[Event] = []
     faults: list[SchemaError] = []
-    for item in raw_events:
-        try:
-            event = _to_event(item)
-        except SchemaError as exc:
-            faults.append(exc)
-            continue
-        if event.producer != producer:
-            faults.append(SchemaError("producer-mismatch",
-                                      f"event of {event.producer!r} in a frame of {producer!r}"))
-            continue
-        events.append(event)
+    _to_events(raw_events, producer, events, faults)
     return Frame(producer, base, events, faults)
 
 
