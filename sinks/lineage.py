@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import itertools
+import operator
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +17,8 @@ __all__ = ["ITERATION", "Settle", "csv_rows", "iteration", "json_rows", "last_li
 
 ITERATION = "training_iteration"
 TAIL_CHUNK = 65_536
+_ITERATION_OF = operator.methodcaller("get", ITERATION)
+_INT = frozenset({int})
 
 Settle = Callable[[Path, int, int], None]
 """Told ``(file, size, orphan_at)`` before a file is cut to ``size``, its bytes past ``size`` already
@@ -34,6 +38,9 @@ def rewinds(last: int | None, results: list[dict[str, Any]],
     """``(index, iteration)`` of each result that starts another lineage: its iteration is
     below the one before it, or equal to it as the first result after a trial (re)start
     (several results of one iteration without a restart are one lineage, as Tune has them)."""
+    values = list(map(_ITERATION_OF, results))
+    if _one_lineage(last, values, restarted):
+        return
     for i, result in enumerate(results):
         now = iteration(result.get(ITERATION))
         if now is None:
@@ -41,6 +48,17 @@ def rewinds(last: int | None, results: list[dict[str, Any]],
         if last is not None and (now < last or (now == last and restarted)):
             yield i, now
         last, restarted = now, False
+
+
+def _one_lineage(last: int | None, values: list[Any], restarted: bool) -> bool:
+    """Whether ``values`` (each result's iteration) certainly start no lineage: plain ints that never
+    go back, from past ``last`` (or at it, not ``restarted``). A batch of a running trial is one; the
+    rest ``rewinds`` looks at result by result."""
+    if not values or not _INT.issuperset(map(type, values)):
+        return False
+    if last is not None and (values[0] < last or values[0] == last and restarted):
+        return False
+    return all(map(operator.le, values, itertools.islice(values, 1, None)))
 
 
 def orphan_path(path: Path) -> Path:
