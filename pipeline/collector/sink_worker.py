@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import operator
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ __all__ = ["BatchPolicy", "SinkStats", "SinkWorker"]
 
 log = logging.getLogger(__name__)
 
+_PRODUCER, _SEQ = (operator.itemgetter(Event._fields.index(f)) for f in ("producer", "seq"))
 MAX_RETRY_DELAY_S = 30.0
 POISON_AFTER = 3
 """Failures of one batch with a data error before it is tried event by event to find poison."""
@@ -126,8 +128,8 @@ class SinkWorker:
         loop = asyncio.get_running_loop()
         try:
             while batch := await self.queue.get_batch(self.policy.max_events, self.policy.linger_s):
-                for event in await self._write(loop, batch):
-                    self.marks[event.producer] = event.seq
+                written = await self._write(loop, batch)
+                self.marks.update(zip(map(_PRODUCER, written), map(_SEQ, written)))  # each one's last
                 self.on_progress()
         finally:
             await loop.run_in_executor(self._thread, close_all, self.sink, self.trials)
