@@ -54,6 +54,7 @@ class AimSink(Sink):
 
     name = "aim"
     durable = False
+    own_process = True  # Run.track is 85-200 us a value: lag in a niced process, not on Tune's cores
     writes_logs = True
     options = (
         Setting("repo", PathKind(directory=True, metavar="DIR"), None,

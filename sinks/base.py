@@ -64,6 +64,10 @@ class Sink:
     back to what was acknowledged after a crash)."""
     rewrites_head: bool = False
     """Whether the sink may rewrite an appended file from its start (CSV widening its header)."""
+    own_process: ClassVar[bool] = False
+    """Whether, not being durable, this sink runs by default in its own process at lower priority
+    (``--<name>-process``), fed from disk, so its CPU never competes with Tune's; a sink whose
+    durability is an option declares it as the option ``durable``."""
     options: ClassVar[tuple[Setting, ...]] = ()
     """The settings this sink takes as keyword arguments, declared once."""
     writes_logs: bool = False

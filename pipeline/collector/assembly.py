@@ -10,16 +10,18 @@ from pipeline.collector.config import CollectorConfig
 from pipeline.collector.fanout import Fanout
 from pipeline.collector.file_budget import open_file_budget, share
 from pipeline.collector.filter_spec import parse_filters
+from pipeline.collector.frame_log import FrameLog
 from pipeline.collector.ledger import Ledger
 from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.receiver import Collector, CurveServer, Service, ShardPlace
 from pipeline.collector.shard_state import check_shard_count, shard_state_dir
+from pipeline.collector.sink_process import SinkProcess, child_spec
 from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
 from pipeline.collector.status import StatusServer
 from pipeline.collector.throughput import ThroughputLog
 from pipeline.wire.sockets import CurveKeys
-from sinks import make_sink
+from sinks import make_sink, sink_class
 from sinks.base import STATE_DIR, Sink, TrialFiles
 
 __all__ = ["STATE_DIR", "CollectorConfig", "batch_policy", "build_collector", "services"]
@@ -62,11 +64,14 @@ def build_collector(config: CollectorConfig) -> Collector:
         quarantine = Quarantine(state, config.quarantine_max_bytes)
         acks_due = asyncio.Event()  # a worker wrote a batch: acknowledgements may move
         budget = open_file_budget(config.max_open_files)
-        sinks = [make_sink(name, config.out, **config.sink_kwargs(name), **_state_kwargs(name, state))
-                 for name in config.sinks]
-        for sink in sinks:
-            sink.files = share(budget, len(sinks))
-        workers = [_worker(sink, config, acks_due, quarantine, state) for sink in sinks]
+        workers: list[SinkWorker | SinkProcess] = []
+        for name in config.sinks:
+            if config.own_process(name):  # built in its own process, never here
+                workers.append(_process(name, config, state, share(budget, len(config.sinks)).limit))
+                continue
+            sink = make_sink(name, config.out, **config.sink_kwargs(name), **_state_kwargs(name, state))
+            sink.files = share(budget, len(config.sinks))
+            workers.append(_worker(sink, config, acks_due, quarantine, state))
     except BaseException:
         lock.release(discard=True)
         raise
@@ -90,6 +95,17 @@ def _worker(sink: Sink, config: CollectorConfig, acks_due: asyncio.Event,
                       on_progress=acks_due.set, on_poison=quarantine.add_refused, ledger=ledger,
                       backlog=backlog, filters=parse_filters(config.worker_options(sink.name)["filters"]),
                       filter_state_path=None if ledger else state / f"filters-{sink.name}.json")
+
+
+def _process(name: str, config: CollectorConfig, state: Path, files: int) -> SinkProcess:
+    """A non-durable sink in its own niced process, fed from ``<state>/sink-<name>/``."""
+    cls = sink_class(name)
+    options = config.sink_options[name]
+    spec = child_spec(name, f"{cls.__module__}:{cls.__qualname__}", config.out, state, dict(options),
+                      _state_kwargs(name, state), (config.batch_max_events, config.batch_linger_s), files,
+                      config.quarantine_max_bytes, config.log_level)
+    frames = FrameLog(Path(spec.log), max(1, config.backlog_max_bytes))
+    return SinkProcess(spec, frames, filters=tuple(str(f) for f in parse_filters(options["filters"])))
 
 
 def _state_kwargs(sink: str, state: Path) -> dict[str, Path]:

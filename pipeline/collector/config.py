@@ -20,6 +20,7 @@ from pipeline.collector.settings import (
     declared,
     setting,
 )
+from pipeline.collector.sink_process import PROCESS_SETTINGS
 from pipeline.wire.sockets import DEFAULT_ADDRESS, DEFAULT_STATUS_ADDRESS
 from sinks import sink_class, sink_names
 
@@ -30,7 +31,7 @@ BYTES = Integer(minimum=0, metavar="BYTES")
 SECONDS = Number(minimum=0)
 EVENTS = Integer(minimum=1, metavar="EVENTS")
 
-EVERY_SINK: tuple[Setting, ...] = (FILTERS_SETTING,)
+EVERY_SINK: tuple[Setting, ...] = (FILTERS_SETTING, *PROCESS_SETTINGS)
 """Options every sink has, for the collector's side of it (its worker), not for the sink's
 constructor: each is ``--<sink>-<name>`` and ``<name>`` in ``[sinks.<sink>]``. A new one (a
 sink's filters) is one entry here; ``CollectorConfig.worker_options`` hands its values on."""
@@ -145,7 +146,19 @@ class CollectorConfig:
                                      f"its options: {', '.join(known) or 'none'}")
             checked[sink] = {name: s.check(given.get(name, s.default)) for name, s in known.items()}
             sink_class(sink).check_options(self._constructor_options(checked[sink]))
+            if checked[sink].get("process") == "on" and _durable(sink, checked[sink]):
+                raise ValueError(f"--{sink}-process: the {sink} sink is durable (acknowledgements wait for "
+                                 f"it): only a sink that may lag runs in its own process")
         return checked
+
+    def own_process(self, sink: str) -> bool:
+        """Whether the sink called ``sink`` runs in its own process: ``--<sink>-process``, by default
+        the sink's choice (``Sink.own_process``), never for a durable sink."""
+        options = self.sink_options[sink]
+        asked = options.get("process")
+        if asked is None:
+            return sink_class(sink).own_process and not _durable(sink, options)
+        return bool(asked == "on")
 
     def sink_kwargs(self, sink: str) -> dict[str, Any]:
         """What the sink called ``sink`` is built with: its own declared options."""
@@ -187,6 +200,12 @@ class CollectorConfig:
     def default(name: str) -> Any:
         """The declared default of the setting called ``name``."""
         return next(s.default for s in declared(CollectorConfig) if s.name == name)
+
+
+def _durable(sink: str, options: Mapping[str, Any]) -> bool:
+    """Whether the sink called ``sink`` is durable with ``options`` (a sink whose durability is an
+    option declares it as ``durable``), without building it."""
+    return bool(options.get("durable", sink_class(sink).durable))
 
 
 def collector_settings(with_sinks: bool = True) -> list[Setting]:

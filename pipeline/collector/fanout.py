@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.collector.sink_process import SinkProcess
 from pipeline.collector.sink_worker import SinkWorker
 from pipeline.wire.events import Event
 
@@ -13,15 +14,19 @@ __all__ = ["Fanout"]
 class Fanout:
     """Every event to every sink queue; a producer's mark is the least its durable sinks reached."""
 
-    def __init__(self, workers: Sequence[SinkWorker]) -> None:
+    def __init__(self, workers: Sequence[SinkWorker | SinkProcess]) -> None:
         if not workers:
             raise ValueError("a collector needs at least one sink")
         self.workers = list(workers)
 
-    async def put(self, events: Sequence[Event]) -> None:
-        """Queue ``events`` for every sink; waits while any sink's queue is full."""
+    async def put(self, events: Sequence[Event], frame: bytes | None = None) -> None:
+        """Queue ``events`` for every sink; waits while any sink's queue is full. ``frame``: the
+        received frame they were accepted from, which a sink in its own process is fed as it is."""
         for worker in self.workers:
-            await worker.queue.put(events)
+            if isinstance(worker, SinkProcess):
+                await worker.put(events, frame)
+            else:
+                await worker.queue.put(events)
 
     def mark(self, producer: str) -> int:
         """The highest seq of ``producer`` that every durable sink has written (-1: none)."""

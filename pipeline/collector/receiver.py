@@ -223,7 +223,7 @@ class Collector:
             if sequenced.events:
                 self._note_runs(sock, sequenced.events)
                 self.stats.events += len(sequenced.events)
-                await self.fanout.put(sequenced.events)
+                await self.fanout.put(sequenced.events, raw)
 
     def _note_runs(self, sock: zmq.asyncio.Socket, accepted: list[Event]) -> None:
         for event in accepted:
