@@ -11,10 +11,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.config import CollectorConfig
 from pipeline.collector.frame_log import FrameLog, FrameLogReader
 from pipeline.collector.receiver import Collector
 from pipeline.collector.sink_child import accepted
+from pipeline.collector.sink_process import take_backlog
 from pipeline.producer.sender import Sender, SenderConfig
 from pipeline.testing import (
     EXPERIMENT,
@@ -92,6 +94,19 @@ def test_only_the_run_the_sequencer_took_from_a_frame_is_written(tmp_path: Path)
     log.close()
     [record] = FrameLogReader(tmp_path).read(1)
     assert [e.seq for e in accepted(record)] == [4, 5]
+
+
+def test_a_backlog_left_by_an_in_process_sink_moves_into_the_frame_log(tmp_path: Path) -> None:
+    """Switching aim to its own process: what its in-process backlog held is read next, in order."""
+    backlog = SinkBacklog(tmp_path / "backlog-aim.spool", 1 << 30)
+    backlog.push([event("result", {"i": s}, seq=s) for s in range(5)])
+    backlog.close()
+    log = FrameLog(tmp_path / "sink-aim", 1 << 30)
+    assert take_backlog(log, tmp_path / "backlog-aim.spool", 1 << 30) == 5
+    log.close()
+    records = FrameLogReader(tmp_path / "sink-aim").read(10)
+    assert [e.seq for r in records for e in accepted(r)] == list(range(5))
+    assert not (tmp_path / "backlog-aim.spool").exists()
 
 
 def test_a_durable_sink_asking_for_its_own_process_is_refused() -> None:

@@ -16,7 +16,7 @@ from pipeline.collector.out_lock import OutLock
 from pipeline.collector.quarantine import Quarantine
 from pipeline.collector.receiver import Collector, CurveServer, Service, ShardPlace
 from pipeline.collector.shard_state import check_shard_count, shard_state_dir
-from pipeline.collector.sink_process import SinkProcess, child_spec
+from pipeline.collector.sink_process import SinkProcess, child_spec, take_backlog
 from pipeline.collector.sink_worker import BatchPolicy, SinkWorker
 from pipeline.collector.status import StatusServer
 from pipeline.collector.throughput import ThroughputLog
@@ -105,6 +105,7 @@ def _process(name: str, config: CollectorConfig, state: Path, files: int) -> Sin
                       _state_kwargs(name, state), (config.batch_max_events, config.batch_linger_s), files,
                       config.quarantine_max_bytes, config.log_level)
     frames = FrameLog(Path(spec.log), max(1, config.backlog_max_bytes))
+    take_backlog(frames, state / f"backlog-{name}.spool", config.backlog_max_bytes)
     return SinkProcess(spec, frames, filters=tuple(str(f) for f in parse_filters(options["filters"])))
 
 

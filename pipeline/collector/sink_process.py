@@ -20,7 +20,7 @@ from pipeline.collector.snapshot import SinkSnapshot
 from pipeline.wire.codec import encode_stored, frame_events
 from pipeline.wire.events import Event
 
-__all__ = ["PROCESS_SETTINGS", "ChildSpec", "SinkProcess", "Switch"]
+__all__ = ["PROCESS_SETTINGS", "ChildSpec", "SinkProcess", "Switch", "child_spec", "take_backlog"]
 
 log = logging.getLogger(__name__)
 
@@ -281,3 +281,19 @@ def child_spec(sink: str, target: str, out: Path, state: Path, options: dict[str
                      paths={k: str(v) for k, v in paths.items()}, batch=batch, files=files,
                      quarantine_max_bytes=quarantine_max_bytes, nice=int(options.get("nice", 10)),
                      parent=os.getpid(), log_level=log_level)
+
+
+def take_backlog(frames: FrameLog, path: Path, max_bytes: int) -> int:
+    """Move what a collector running the sink in process left in its backlog (``path``) into the
+    frame log, in order, so switching the sink to its own process loses nothing; returns the count."""
+    if not path.exists():
+        return 0
+    from pipeline.collector.backlog import SinkBacklog
+
+    backlog, moved = SinkBacklog(path, max(1, max_bytes)), 0
+    while events := backlog.pop(5_000):
+        for raw, first, last in _frames(events, None):
+            frames.append(raw, first, last)
+        moved += len(events)
+    backlog.close()
+    return moved
