@@ -10,6 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from pipeline.wire import codec
 from pipeline.wire.codec import (
     EventEncoder,
     Fallback,
@@ -234,3 +235,50 @@ def test_an_event_of_many_middling_values_over_the_limit_is_still_an_event() -> 
     event = decode_frame(frame_events("p", 3, [encoded])).events[0]
     assert event.seq == 3 and list(event.payload) == ["tunebus_oversized"]
     assert encode_event("result", "p", 3, 1.5, "e", "t", "d", payload) != encoded  # no limit: all of it
+
+
+_ODD_PAYLOADS = [
+    {"ints": {1: "a", -5: "b", 2**63: "c"}, "bytes": {b"x": b"\x00"}, "floats": {1.5: True, None: None}},
+    {"tuple_key": {(1, (2, "x")): "t"}, "nested": [(1,), [(2, 3)], {"d": ()}]},
+    {"arrays": np.arange(6.0).reshape(2, 3), "f32": np.float32(1.5),
+     "objects": np.array([1, "x"], dtype=object)},
+    {"nan": math.nan, "inf": -math.inf, "big": 2**64 - 1, "small": -(2**63), "text": "é" * 300},
+    {"fallback": datetime.date(2026, 1, 2), "deep": [[[[[[{"a": [1]}]]]]]], "empty": {}},
+]
+
+
+@pytest.mark.parametrize("payload", _ODD_PAYLOADS)
+def test_the_fast_decoder_decodes_as_msgpack_does(payload: dict[str, object],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ormsgpack installed, every value arrives as msgpack alone decodes it (type and value)."""
+    pytest.importorskip("ormsgpack")
+    frame = frame_events("p", 0, [encode_event("result", "p", 0, 1.5, "e", "t", "d", payload)])
+    fast = decode_frame(frame)
+    monkeypatch.setattr(codec, "_fast_unpackb", None)
+    plain = decode_frame(frame)
+    assert fast.faults == plain.faults == []
+    assert repr(fast.events) == repr(plain.events)
+    assert _types(fast.events[0].payload) == _types(plain.events[0].payload)
+
+
+def _types(value: object) -> object:
+    if isinstance(value, dict):
+        return {repr(k): (type(k), _types(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return (type(value), [_types(v) for v in value])
+    return type(value)
+
+
+@pytest.mark.parametrize("frame", [
+    msgpack.packb([1, "p", 0, [[1, "result", "p", 0, 0.0, "e", "t", "d", msgpack.Timestamp(1, 2)]]]),
+    msgpack.packb([1, "p", 0, [[1, "result", "p", 0, 0.0, "e", "t", "d", {"x": msgpack.ExtType(42, b"")}]]]),
+    b"\x94\x01\xa1p\x00\x91\xff",
+])
+def test_what_the_fast_decoder_refuses_msgpack_judges(frame: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame ormsgpack refuses gets msgpack's verdict: the same fault, or the same value."""
+    pytest.importorskip("ormsgpack")
+    fast = decode_frame(frame)
+    monkeypatch.setattr(codec, "_fast_unpackb", None)
+    plain = decode_frame(frame)
+    assert [f.fault for f in fast.faults] == [f.fault for f in plain.faults]
+    assert repr(fast.events) == repr(plain.events)
