@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,10 @@ START = Kind.TRIAL_START.value
 ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
 EXPERIMENT_END = Kind.EXPERIMENT_END.value
 LOG = Kind.LOG.value
+_RESULT_ONLY = frozenset({RESULT})
+_RESULT_OR_LOG = frozenset({RESULT, LOG})
+_KIND, _EXPERIMENT, _TRIAL, _PAYLOAD = (operator.itemgetter(Event._fields.index(f))
+                                        for f in ("kind", "experiment", "trial", "payload"))
 STATE_DIR = ".tunebus"
 """Where, under ``--out``, the collector and its sinks keep their own state."""
 
@@ -130,6 +135,13 @@ def deliver(sink: Sink, events: list[Event], trials: TrialFiles) -> None:
     gathered into one ``write_results`` call per trial until that trial's next
     start or end event (trials write different files, so nothing else orders them).
     """
+    kinds = set(map(_KIND, events))
+    if (kinds == _RESULT_ONLY or not sink.writes_logs and kinds <= _RESULT_OR_LOG) \
+            and len(set(map(_EXPERIMENT, events))) == 1:  # the batch under load: one pass in C
+        _write_results_only(sink, events if kinds == _RESULT_ONLY else
+                            [e for e in events if e.kind == RESULT], trials)
+        sink.flush()
+        return
     pending: dict[tuple[str, str], list[Event]] = {}
     logs: dict[tuple[str, str], list[Event]] = {}
     writes_logs = sink.writes_logs
@@ -161,6 +173,23 @@ def deliver(sink: Sink, events: list[Event], trials: TrialFiles) -> None:
     for trial_logs in logs.values():
         _write_logs(sink, trials, trial_logs)
     sink.flush()
+
+
+def _write_results_only(sink: Sink, events: list[Event], trials: TrialFiles) -> None:
+    """``deliver`` for results of one experiment: one ``write_results`` per trial, in the order the
+    trials first appear (as ``deliver`` would write them)."""
+    if not events:
+        return
+    firsts = dict(zip(map(_TRIAL, reversed(events)), reversed(events)))
+    if len(firsts) == 1:
+        ref = _opened(sink, trials, events[0], None)
+        sink.write_results(ref, list(map(_PAYLOAD, events)))
+        return
+    groups: dict[str, list[dict[str, Any]]] = {trial: [] for trial in dict.fromkeys(map(_TRIAL, events))}
+    for trial, payload in zip(map(_TRIAL, events), map(_PAYLOAD, events)):
+        groups[trial].append(payload)
+    for trial, results in groups.items():
+        sink.write_results(_opened(sink, trials, firsts[trial], None), results)
 
 
 def _write_pending(sink: Sink, trials: TrialFiles, results: list[Event] | None) -> None:
