@@ -17,12 +17,19 @@ REPO = str(Path(__file__).resolve().parent.parent)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)
 
 
+def init_local_ray() -> None:
+    """Start the one local Ray instance the tests share (again, after a test's own cluster)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     """One local Ray instance for every test that runs a real Tuner."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
+    init_local_ray()
     yield
     ray.shutdown()
 

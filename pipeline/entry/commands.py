@@ -204,7 +204,8 @@ def _stop_ray(name: str, timeout_s: float) -> int:
         ray.shutdown()
     if stopped is None:
         return _error("stop", f"no collector actor called {name!r} on this cluster", 1)
-    print(f"tunebus stop: collector {name!r} wrote everything it held into {stopped.out} and stopped")
+    shards = f" ({stopped.shard_count} shards)" if stopped.shard_count > 1 else ""
+    print(f"tunebus stop: collector {name!r}{shards} wrote everything it held into {stopped.out} and stopped")
     return 0
 
 

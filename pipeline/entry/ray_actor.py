@@ -1,4 +1,4 @@
-"""The collector on a Ray cluster: a detached, named actor that supervises ``tunebus collect``."""
+"""The collector on a Ray cluster: detached, named actors (one a shard) supervising ``tunebus collect``."""
 
 from __future__ import annotations
 
@@ -11,17 +11,26 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.entry.ray_keys import CURVE_FLAGS, KEYS_PREFIX, forget_keys, make_curve_keys, new_keys_dir
+from pipeline.entry.ray_keys import (
+    CURVE_FLAGS,
+    KEYS_PREFIX,
+    KeySet,
+    forget_keys,
+    make_curve_keys,
+    make_key_set,
+    new_keys_dir,
+    write_key_set,
+)
 from pipeline.ops.status_client import ask_status
 from pipeline.wire.sockets import CurveKeys
 
-__all__ = ["KEYS_PREFIX", "CollectorProcess", "RayCollector", "find_collector_on_ray",
-           "start_collector_on_ray", "stop_collector_on_ray"]
+__all__ = ["KEYS_PREFIX", "CollectorProcess", "RayCollector", "find_collector_on_ray", "shard_name",
+           "shard_nodes", "start_collector_on_ray", "status_on_ray", "stop_collector_on_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,21 @@ class RayCollector:
     pid: int
     restarts: int
     curve: CurveKeys | None = field(default=None, repr=False)
+    shard_index: int = 0
+    shard_addresses: tuple[str, ...] = ()
+    """Every shard's bus address in shard order (empty: a lone collector); producers ask ``address``
+    for it, so ``BusCallback(collector.address, ...)`` reaches every shard."""
+    shard_status_addresses: tuple[str, ...] = ()
+    """Every shard's status address, each on its own node's loopback."""
+    shards: tuple[RayCollector, ...] = field(default=(), repr=False)
+    """Each shard's own state (pid, node, restarts), in shard order, in what ``start_collector_on_ray``
+    and ``find_collector_on_ray`` return for a set of shards; empty for a lone collector and in a
+    shard's own ``info()``."""
+
+    @property
+    def shard_count(self) -> int:
+        """How many shards this collector is one of (1: a lone collector)."""
+        return max(1, len(self.shard_addresses))
 
 
 class CollectorProcess:
@@ -71,10 +95,15 @@ class CollectorProcess:
     pair and one client pair in a private temporary directory on its node
     (0700, never under ``out``), admits that client, and hands its keys out in
     ``info()``; every restart of the child uses the same keys.
+
+    One shard of ``shard_count`` > 1 starts in two phases: built, it has only
+    picked its addresses (``info()``); ``launch`` then gives it every shard's
+    addresses and the keys all shards share, and starts its child.
     """
 
     def __init__(self, name: str, out: str, bind: str | None, status_bind: str | None,
-                 collect_args: Sequence[str], curve: bool = True) -> None:
+                 collect_args: Sequence[str], curve: bool = True, shard_index: int = 0,
+                 shard_count: int = 1) -> None:
         """``collect_args``: the further ``tunebus collect`` flags (``settings_argv``'s)."""
         import ray
 
@@ -83,20 +112,61 @@ class CollectorProcess:
         self.node_id = ray.get_runtime_context().get_node_id()
         self.bind, self.address = _resolve(bind or f"tcp://{ip}:0", ip)
         self.status_bind, self.status_address = _resolve(status_bind or STATUS_BIND, ip)
+        self.collect_args, self.uses_curve = tuple(collect_args), curve
+        self.shard_index, self.shard_count = shard_index, shard_count
+        self.shard_addresses: tuple[str, ...] = ()
+        self.shard_status_addresses: tuple[str, ...] = ()
         self.keys_dir: Path | None = None
         self.curve: CurveKeys | None = None
-        curve_args: tuple[str, ...] = ()
-        if curve:
-            self.keys_dir = new_keys_dir()
-            curve_args, self.curve = make_curve_keys(self.keys_dir)
-        self.command = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", self.bind,
-                        "--out", self.out, "--status-bind", self.status_bind, *curve_args, *collect_args]
+        self.command: list[str] = []
         self.restarts = 0
         self.failure = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._started = threading.Event()
+        self._launching = threading.Lock()
         self._thread = threading.Thread(target=self._supervise, name="tunebus-collector", daemon=True)
+        if shard_count == 1:
+            curve_args: tuple[str, ...] = ()
+            if curve:
+                self.keys_dir = new_keys_dir()
+                curve_args, self.curve = make_curve_keys(self.keys_dir)
+            self._start(curve_args)
+
+    def launch(self, addresses: Sequence[str], status_addresses: Sequence[str],
+               keys: KeySet | None) -> RayCollector:
+        """Start this shard's child with every shard's addresses and the shared ``keys``; its info.
+
+        Once only: a shard already launched (by another driver) keeps its map and keys and
+        returns its info, which the caller compares with what it asked for.
+        """
+        with self._launching:
+            if self.command:
+                return self.info()
+            if (keys is None) == self.uses_curve:
+                given = "without" if keys is None else "with"
+                raise ValueError(f"shard started with curve={self.uses_curve}, launched {given} keys")
+            if tuple(addresses)[self.shard_index] != self.address:
+                raise ValueError(f"shard {self.shard_index}'s address is {self.address}, "
+                                 f"not {addresses[self.shard_index]}")
+            self.shard_addresses, self.shard_status_addresses = tuple(addresses), tuple(status_addresses)
+            curve_args: tuple[str, ...] = ()
+            if keys is not None:
+                self.keys_dir = new_keys_dir()
+                curve_args, self.curve = write_key_set(self.keys_dir, keys), keys.client
+            self._start((*curve_args, "--shard-index", str(self.shard_index),
+                         "--shard-addresses", ",".join(addresses),
+                         "--shard-status-addresses", ",".join(status_addresses)))
+            return self.info()
+
+    def status_json(self, timeout_s: float = 5.0) -> str:
+        """The collector's status answer (``tunebus status``'s JSON), asked on this node's loopback."""
+        return ask_status(self.status_address, timeout_s).to_json()
+
+    def _start(self, more_args: Sequence[str]) -> None:
+        self.command = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", self.bind,
+                        "--out", self.out, "--status-bind", self.status_bind, *more_args,
+                        *self.collect_args]
         self._thread.start()
         try:
             self._wait_ready(START_TIMEOUT_S)
@@ -105,10 +175,11 @@ class CollectorProcess:
             raise
 
     def info(self) -> RayCollector:
-        """This collector's addresses, keys and state."""
+        """This collector's addresses, keys and state (pid -1: a shard not launched yet)."""
         pid = self._proc.pid if self._proc is not None else -1
         return RayCollector(self.name, self.address, self.status_address, self.node_id,
-                            self.out, pid, self.restarts, self.curve)
+                            self.out, pid, self.restarts, self.curve, self.shard_index,
+                            self.shard_addresses, self.shard_status_addresses)
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM the collector (it drains and closes its files); its exit status, None if killed.
@@ -121,7 +192,8 @@ class CollectorProcess:
         proc = self._proc
         try:
             if proc is None or proc.poll() is not None:
-                self._thread.join(timeout_s)
+                if self._thread.is_alive():
+                    self._thread.join(timeout_s)
                 return proc.returncode if proc is not None and self.failure else 0
             proc.send_signal(signal.SIGTERM)
             try:
@@ -221,9 +293,39 @@ def head_node_id() -> str:
     raise RuntimeError("no live head node in ray.nodes()")
 
 
+def shard_name(name: str, index: int) -> str:
+    """The actor name of shard ``index`` of the set called ``name``: ``name`` itself for shard 0."""
+    return name if index == 0 else f"{name}-shard-{index}"
+
+
+def shard_nodes(count: int, nodes: Sequence[str] | None = None) -> list[str]:
+    """The node of each of ``count`` shards: ``nodes`` (default: every live node, head first) in turn.
+
+    One shard per node up to the number of nodes, then round again; shard 0, whose
+    address producers ask for the map, on the head node, which lives as long as the cluster.
+    """
+    import ray
+
+    if not nodes:
+        head = head_node_id()
+        alive = sorted(str(n["NodeID"]) for n in ray.nodes()  # type: ignore[no-untyped-call]
+                       if n["Alive"] and str(n["NodeID"]) != head)
+        nodes = [head, *alive]
+    return [nodes[k % len(nodes)] for k in range(count)]
+
+
+def _shard_bind(bind: str | None, index: int) -> str | None:
+    """Shard ``index``'s bind: a fixed port moved up by ``index`` (as ``collect --shards``), port 0 kept."""
+    if bind is None or index == 0 or not bind.startswith("tcp://"):
+        return bind
+    host, _, port = bind[6:].rpartition(":")
+    return bind if port in ("0", "*") or not port.isdigit() else f"tcp://{host}:{int(port) + index}"
+
+
 def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: str = DEFAULT_NAME,
                            node: str | None = None, status_bind: str | None = None,
-                           curve: bool = True, **settings: Any) -> RayCollector:
+                           curve: bool = True, shards: int = 1, nodes: Sequence[str] | None = None,
+                           **settings: Any) -> RayCollector:
     """Start (or find, by ``name``) a detached collector actor pinned to ``node`` (default: head).
 
     ``settings`` are any of ``tunebus collect``'s, by their keyword names
@@ -238,58 +340,188 @@ def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: st
     driver; the next driver calling this with the same name gets the running
     collector, and a ValueError if that one writes elsewhere (or runs without
     the CurveZMQ asked for). ``out`` is a path on that node: use the run's ``storage_path``.
+
+    ``shards=N`` starts N collector actors, shard ``k`` called ``name-shard-k`` (shard 0
+    ``name``) on ``nodes[k % len(nodes)]`` (default: every live node, head first; ``node``
+    alone: all on it), each writing the trials routed to it into ``out`` (shared storage
+    on a cluster). A fixed port in ``bind``/``status_bind`` is moved up by ``k`` for shard
+    ``k``. One key pair for the collectors and one client pair are made here and shared
+    by every shard. What is returned is shard 0's, with the whole map: producers given its
+    ``address`` ask it for the others.
     """
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from pipeline.collector.config import settings_argv
 
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards!r}")
     args = settings_argv(**settings)
     if curve and any(flag in CURVE_FLAGS for flag in args):
         raise ValueError("the actor makes its own CurveZMQ keys: pass curve=False to use "
                          "curve_secret_key and curve_clients of your own")
-    actor: Any = ray.remote(CollectorProcess).options(
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
-        max_concurrency=4,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node or head_node_id(), soft=False),
-    ).remote(name, str(out), bind, status_bind, tuple(args), curve)
-    found: RayCollector = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
+    if any(flag.startswith("--shard-") for flag in args):
+        raise ValueError("the shard settings are the actors' own: pass shards=N")
+    try:
+        _check_running(find_collector_on_ray(name), name, out, curve, shards)
+    except RuntimeError as exc:  # some of its shards are gone
+        raise ValueError(str(exc)) from None
+    placed = shard_nodes(shards, [node] if node else nodes)
+    actors = [_actor(name, k, placed[k]).remote(
+                  shard_name(name, k), str(out), _shard_bind(bind, k), _shard_bind(status_bind, k),
+                  tuple(args), curve, k, shards)
+              for k in range(shards)]
+    infos: list[RayCollector] = ray.get([a.info.remote() for a in actors], timeout=START_TIMEOUT_S)
+    if shards > 1 and any(not i.shard_addresses for i in infos):
+        infos = _launch(actors, infos, make_key_set() if curve else None)
+    found = _whole(infos)
+    _check_running(found, name, out, curve, shards)
+    return found
+
+
+def _check_running(found: RayCollector | None, name: str, out: str | Path, curve: bool, shards: int) -> None:
+    """Raise ValueError if the collector ``found`` by ``name`` is not the one asked for."""
+    if found is None:
+        return
     stop = f"stop it first (tunebus stop --ray {name}) or start another with name="
     if found.out != str(Path(out).expanduser()):
         raise ValueError(f"collector {name!r} already runs, writing into {found.out} (not {out}): {stop}")
+    if found.pid == -1:  # a shard another driver is launching: its keys and map are not there yet
+        return
     if curve and found.curve is None:
         raise ValueError(f"collector {name!r} already runs without CurveZMQ: {stop}, or pass curve=False")
-    return found
+    if found.shard_count != shards:
+        raise ValueError(f"collector {name!r} already runs as {found.shard_count} shard(s), "
+                         f"not {shards}: {stop}")
+
+
+def _actor(name: str, index: int, node: str) -> Any:
+    """The actor class of shard ``index``, with its options: named, detached, pinned to ``node``."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return ray.remote(CollectorProcess).options(
+        name=shard_name(name, index), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        num_cpus=0, max_concurrency=4,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+    )
+
+
+def _launch(actors: Sequence[Any], infos: Sequence[RayCollector], keys: KeySet | None) -> list[RayCollector]:
+    """Phase two: each shard's child starts with the full map and the shared keys; all stop if one fails."""
+    import ray
+
+    addresses = tuple(i.address for i in infos)
+    status_addresses = tuple(i.status_address for i in infos)
+    try:
+        launched: list[RayCollector] = ray.get(
+            [a.launch.remote(addresses, status_addresses, keys) for a in actors], timeout=START_TIMEOUT_S * 2)
+    except Exception:
+        _end(actors, 10.0)
+        raise
+    return launched
+
+
+def _whole(infos: Sequence[RayCollector]) -> RayCollector:
+    """One collector as callers see it: shard 0's info, with every shard's in ``shards`` for a set.
+
+    Raises ValueError if the shards disagree on their map or keys (two drivers launched them at once).
+    """
+    first = infos[0]
+    if len(infos) == 1 and first.shard_count == 1:
+        return first
+    for info in infos:
+        if (info.shard_addresses, info.curve) != (first.shard_addresses, first.curve):
+            raise ValueError(f"shard {info.shard_index} ({info.name}) runs with another map or other keys "
+                             f"than shard 0: stop them (tunebus stop --ray {first.name}) and start again")
+    if len(infos) != first.shard_count:
+        raise ValueError(f"collector {first.name!r} has {len(infos)} of its {first.shard_count} shards: "
+                         f"stop it (tunebus stop --ray {first.name}) and start again")
+    return RayCollector(first.name, first.address, first.status_address, first.node_id, first.out, first.pid,
+                        first.restarts, first.curve, 0, first.shard_addresses, first.shard_status_addresses,
+                        tuple(infos))
+
+
+def _shard_actors(name: str) -> list[Any]:
+    """The actors of the collector called ``name``: shard 0, then every further shard that exists."""
+    import ray
+
+    first: Any = ray.get_actor(name, namespace=NAMESPACE)
+    count = ray.get(first.info.remote(), timeout=START_TIMEOUT_S).shard_count
+    actors = [first]
+    for k in range(1, count):
+        try:
+            actors.append(ray.get_actor(shard_name(name, k), namespace=NAMESPACE))
+        except ValueError:
+            log.warning("shard %d of collector %s is gone", k, name)
+    return actors
+
+
+def _each(actors: Sequence[Any], call: Callable[[Any], Any], timeout_s: float) -> list[Any]:
+    import ray
+
+    answers: list[Any] = ray.get([call(a) for a in actors], timeout=timeout_s)
+    return answers
 
 
 def find_collector_on_ray(name: str = DEFAULT_NAME) -> RayCollector | None:
-    """The running collector actor called ``name``, or None."""
+    """The running collector (actor, or set of shard actors) called ``name``, or None.
+
+    RuntimeError if some of its shards are gone (a node died): stop it and start it again.
+    """
+    try:
+        actors = _shard_actors(name)
+    except ValueError:
+        return None
+    try:
+        return _whole(_each(actors, lambda a: a.info.remote(), START_TIMEOUT_S))
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+
+
+def status_on_ray(name: str = DEFAULT_NAME, timeout_s: float = 5.0) -> list[str] | None:
+    """Each shard's status answer (JSON, as ``tunebus status --json``), asked by its actor on its node;
+    None if no collector is called ``name``. A shard that does not answer raises TimeoutError."""
     import ray
 
     try:
-        actor: Any = ray.get_actor(name, namespace=NAMESPACE)
+        actors = _shard_actors(name)
     except ValueError:
         return None
-    found: RayCollector = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
-    return found
+    try:
+        return _each(actors, lambda a: a.status_json.remote(timeout_s), timeout_s + START_TIMEOUT_S)
+    except ray.exceptions.RayTaskError as exc:
+        raise TimeoutError(f"collector {name!r}: {exc.cause}") from None
+
+
+def _end(actors: Sequence[Any], timeout_s: float) -> list[int | None]:
+    """Stop every actor's collector at once (each drains), then the actors; their exit statuses."""
+    import ray
+
+    try:
+        codes: list[int | None] = _each(actors, lambda a: a.stop.remote(timeout_s), timeout_s * 2 + 10)
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+    return codes
 
 
 def stop_collector_on_ray(name: str = DEFAULT_NAME, timeout_s: float = STOP_TIMEOUT_S) -> RayCollector | None:
-    """Stop the collector called ``name`` (drained, files closed) and its actor; None if none ran.
+    """Stop the collector called ``name`` (each shard drained, files closed) and its actors; None if none ran.
 
-    What ran, as it was just before; RuntimeError (one line) if it did not exit 0:
+    What ran, as it was just before; RuntimeError (one line) if a shard did not exit 0:
     killed after ``timeout_s`` of draining, or failed (its log says why).
     """
-    import ray
-
     try:
-        actor: Any = ray.get_actor(name, namespace=NAMESPACE)
+        actors = _shard_actors(name)
     except ValueError:
         return None
-    found: RayCollector = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S)
-    code: int | None = ray.get(actor.stop.remote(timeout_s), timeout=timeout_s * 2 + 10)
-    ray.kill(actor, no_restart=True)
-    if code != 0:
-        what = f"was killed after {timeout_s:g}s of draining" if code is None else f"exited with {code}"
-        raise RuntimeError(f"collector {name!r} {what}; see {found.out}/.tunebus/{name}.log")
-    return found
+    infos: list[RayCollector] = _each(actors, lambda a: a.info.remote(), START_TIMEOUT_S)
+    codes = _end(actors, timeout_s)
+    for info, code in zip(infos, codes):
+        if code != 0:
+            what = f"was killed after {timeout_s:g}s of draining" if code is None else f"exited with {code}"
+            raise RuntimeError(f"collector {info.name!r} {what}; see {info.out}/.tunebus/{info.name}.log")
+    try:
+        return _whole(infos)
+    except ValueError:
+        return infos[0]
