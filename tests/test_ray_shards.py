@@ -167,8 +167,17 @@ def test_shards_land_one_per_node_share_one_key_set_and_hand_out_the_map(
     assert find_collector_on_ray(name) == found
     with pytest.raises(ValueError, match=r"already runs as 2 shard\(s\), not 3"):
         start_collector_on_ray(out=tmp_path, name=name, shards=3, sinks=SINKS)
-    statuses = [json.loads(answer) for answer in status_on_ray(name) or []]
-    assert [s["bus"] for s in statuses] == list(found.shard_addresses)
+    answers = status_on_ray(name) or []
+    assert [a.status.bus for a in answers if a.status is not None] == list(found.shard_addresses)
+    assert [a.status.shard.index for a in answers if a.status is not None] == [0, 1]
+
+    env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    for how in (["--ray", name], [found.status_address]):  # by name, or from shard 0's status address
+        done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "status", *how], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.startswith("2 shards, 2 answering\n"), done.stdout
+        assert all(f"collector on {address}" in done.stdout for address in found.shard_addresses)
 
 
 def test_a_sweep_through_two_shards_writes_what_one_collector_writes_and_stop_drains_both(

@@ -16,6 +16,7 @@ from pipeline.wire.sockets import DEFAULT_STATUS_ADDRESS
 
 if TYPE_CHECKING:
     from pipeline.collector.config import CollectorConfig
+    from pipeline.ops.shard_status import ShardAnswer
 
 __all__ = ["COMMANDS", "collect_config"]
 
@@ -143,10 +144,18 @@ def _status(args: argparse.Namespace) -> int:
     from pipeline.ops.shard_status import ask_every_shard
     from pipeline.ops.status_table import render_shards
 
-    try:
-        answers = ask_every_shard(args.address, args.timeout_s)
-    except (TimeoutError, ValueError) as exc:
-        return _error("status", exc, 1)
+    if args.ray is not None:
+        if args.address is not None:
+            return _error("status", "give a status address or --ray NAME, not both", 2)
+        found = _status_ray(args.ray, args.timeout_s)
+        if isinstance(found, int):
+            return found
+        answers = found
+    else:
+        try:
+            answers = ask_every_shard(args.address or DEFAULT_STATUS_ADDRESS, args.timeout_s)
+        except (TimeoutError, ValueError) as exc:
+            return _error("status", exc, 1)
     if args.json:
         if len(answers) == 1 and answers[0].status is not None:
             print(answers[0].status.to_json(indent=2))
@@ -185,6 +194,25 @@ def _stop(args: argparse.Namespace) -> int:
                 f"still draining after {args.timeout_s:g}s")
         print(f"tunebus stop: shard {shard.index} of {len(stops)} at {shard.address} {what}")
     return 1 if draining else 0
+
+
+def _status_ray(name: str, timeout_s: float) -> list[ShardAnswer] | int:
+    """Every shard's answer of the Ray collector ``name``, asked by its actors; else the exit status."""
+    import ray
+
+    from pipeline.entry.ray_actor import status_on_ray
+
+    try:
+        ray.init(address="auto", configure_logging=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError) as exc:
+        return _error("status", f"no Ray cluster to join ({exc}); set RAY_ADDRESS", 1)
+    try:
+        answers = status_on_ray(name, timeout_s)
+    finally:
+        ray.shutdown()
+    if answers is None:
+        return _error("status", f"no collector actor called {name!r} on this cluster", 1)
+    return answers
 
 
 def _stop_ray(name: str, timeout_s: float) -> int:

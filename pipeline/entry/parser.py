@@ -144,8 +144,12 @@ def _add_demo(sub: argparse._SubParsersAction[_Parser]) -> None:
 def _add_status(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("status", help="ask a running collector how it is doing",
                        description="Print a running collector's producers, sinks, queues and faults.")
-    p.add_argument("address", nargs="?", default=DEFAULT_STATUS_ADDRESS,
-                   help="the collector's --status-bind address (default: %(default)s)")
+    p.add_argument("address", nargs="?", default=None,
+                   help=f"the collector's --status-bind address (default: {DEFAULT_STATUS_ADDRESS}); "
+                        "every shard of a set answers, from any one's address")
+    p.add_argument("--ray", nargs="?", const=RAY_DEFAULT_NAME, default=None, metavar="NAME",
+                   help="ask the Ray collector called NAME instead (default name: %(const)s), each shard "
+                        "by its actor on its own node, joining the running cluster (as stop --ray)")
     p.add_argument("--json", action="store_true", help="print the raw answer as JSON")
     p.add_argument("--timeout-s", type=_typed(SECONDS), default=5.0,
                    help="how long to wait for an answer (default: %(default)s)")

@@ -26,6 +26,7 @@ from pipeline.entry.ray_keys import (
     new_keys_dir,
     write_key_set,
 )
+from pipeline.ops.shard_status import ShardAnswer
 from pipeline.ops.status_client import ask_status
 from pipeline.wire.sockets import CurveKeys
 
@@ -478,19 +479,29 @@ def find_collector_on_ray(name: str = DEFAULT_NAME) -> RayCollector | None:
         raise RuntimeError(str(exc)) from None
 
 
-def status_on_ray(name: str = DEFAULT_NAME, timeout_s: float = 5.0) -> list[str] | None:
-    """Each shard's status answer (JSON, as ``tunebus status --json``), asked by its actor on its node;
-    None if no collector is called ``name``. A shard that does not answer raises TimeoutError."""
+def status_on_ray(name: str = DEFAULT_NAME, timeout_s: float = 5.0) -> list[ShardAnswer] | None:
+    """Each shard's status answer, asked by its actor on its own node (status sockets stay on
+    loopback), in shard order; None if no collector is called ``name``. A shard that does not
+    answer is an answer with its error."""
     import ray
+
+    from pipeline.collector.snapshot import CollectorSnapshot
+    from pipeline.ops.shard_status import ShardAnswer
 
     try:
         actors = _shard_actors(name)
     except ValueError:
         return None
-    try:
-        return _each(actors, lambda a: a.status_json.remote(timeout_s), timeout_s + START_TIMEOUT_S)
-    except ray.exceptions.RayTaskError as exc:
-        raise TimeoutError(f"collector {name!r}: {exc.cause}") from None
+    asked = [a.status_json.remote(timeout_s) for a in actors]
+    answers: list[ShardAnswer] = []
+    for index, (actor, answer) in enumerate(zip(actors, asked)):
+        address = ray.get(actor.info.remote(), timeout=START_TIMEOUT_S).status_address
+        try:
+            answers.append(ShardAnswer(index, address, CollectorSnapshot.from_json(
+                ray.get(answer, timeout=timeout_s + START_TIMEOUT_S))))
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            answers.append(ShardAnswer(index, address, None, str(getattr(exc, "cause", exc))))
+    return answers
 
 
 def _end(actors: Sequence[Any], timeout_s: float) -> list[int | None]:
