@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import ray
 from ray import tune
@@ -137,12 +136,6 @@ def one_shard_files(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) 
     return files
 
 
-def _shard_marks(storage: Path, shard: int) -> list[str]:
-    """The producer streams shard ``shard``'s JSON ledger has marks for."""
-    ledger = storage / ".tunebus" / f"shard-{shard}" / "ledger-json.json"
-    return list(orjson.loads(ledger.read_bytes())["marks"])
-
-
 def test_shards_land_one_per_node_share_one_key_set_and_hand_out_the_map(
         cluster: Cluster, names: list[str], tmp_path: Path) -> None:
     """Two shards on the two nodes, one client key pair for both (nowhere under out); the first
@@ -183,14 +176,12 @@ def test_shards_land_one_per_node_share_one_key_set_and_hand_out_the_map(
 def test_a_sweep_through_two_shards_writes_what_one_collector_writes_and_stop_drains_both(
         cluster: Cluster, names: list[str], tmp_path: Path, one_shard_files: dict[str, Any]) -> None:
     """Same rows in result.json, progress.csv and params.json as through one collector; each shard
-    writes its own trials' stream; ``tunebus stop --ray NAME`` drains both and ends both actors."""
+    ``tunebus stop --ray NAME`` drains both and ends both actors."""
     name = _name(names)
     storage = tmp_path / "results"
     found = start_collector_on_ray(out=storage, name=name, shards=2, sinks=SINKS)
     _sweep(storage, found)
     assert _files(storage) == one_shard_files
-    for k in range(2):
-        assert all(mark.endswith(f".s{k}") for mark in _shard_marks(storage, k)), _shard_marks(storage, k)
 
     env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "stop", "--ray", name],
