@@ -16,7 +16,7 @@ import psutil
 from bench.harness import REPO, child_env
 from pipeline.testing import free_address
 
-__all__ = ["CollectorProcess", "available_sinks", "cpu_seconds"]
+__all__ = ["CollectorProcess", "available_sinks", "cpu_seconds", "free_ports"]
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
@@ -32,22 +32,58 @@ def available_sinks() -> tuple[str, ...]:
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
-    """User plus system CPU seconds of ``proc`` (all its threads); 0 once it is gone."""
+    """User plus system CPU seconds of ``proc`` (all its threads) and its live descendants (a set of
+    shards' collectors under their supervisor); 0 once it is gone."""
     try:
-        times = proc.cpu_times()
+        family = [proc, *proc.children(recursive=True)]
     except psutil.Error:
         return 0.0
-    return float(times.user + times.system)
+    total = 0.0
+    for member in family:
+        try:
+            times = member.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports nobody listens on right now."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count > 65535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
 
 
 class CollectorProcess:
-    """``python -m bench.collect collect ...`` on a free loopback port, as a context manager."""
+    """``python -m bench.collect collect ...`` on a free loopback port, as a context manager.
 
-    def __init__(self, out: Path, sinks: Sequence[str], *flags: str) -> None:
+    With ``shards`` > 1 it is ``collect --shards N`` (a supervisor and N collector children on
+    consecutive ports): ``addresses`` lists every shard's bus, ``address`` is the first, and
+    CPU and RSS count the children.
+    """
+
+    def __init__(self, out: Path, sinks: Sequence[str], *flags: str, shards: int = 1) -> None:
         self.out = out
         self.sinks = tuple(sinks)
-        self.address = free_address()
-        cmd = [sys.executable, "-m", "bench.collect", "collect", "--bind", self.address,
+        if shards > 1:
+            first = free_ports(shards)
+            self.addresses = tuple(f"tcp://127.0.0.1:{first + k}" for k in range(shards))
+        else:
+            self.addresses = (free_address(),)
+        self.address = self.addresses[0]
+        sharding = ("--shards", str(shards)) if shards > 1 else ()
+        cmd = [sys.executable, "-m", "bench.collect", "collect", "--bind", self.address, *sharding,
                "--out", str(out), "--sinks", ",".join(self.sinks), "--log-level", "WARNING",
                *(() if "--status-bind" in flags else ("--status-bind", "")), *flags]
         self.popen = subprocess.Popen(cmd, cwd=REPO, env=child_env())
@@ -55,27 +91,36 @@ class CollectorProcess:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        host, port = self.address.removeprefix("tcp://").rsplit(":", 1)
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"collector exited with {self.popen.returncode} before binding")
-            try:
-                with socket.create_connection((host, int(port)), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"collector did not bind {self.address} in {READY_TIMEOUT_S}s")
+        for address in self.addresses:
+            host, port = address.removeprefix("tcp://").rsplit(":", 1)
+            while True:
+                if self.popen.poll() is not None:
+                    raise RuntimeError(f"collector exited with {self.popen.returncode} before binding")
+                try:
+                    with socket.create_connection((host, int(port)), timeout=0.2):
+                        break
+                except OSError:
+                    time.sleep(0.05)
+                if time.monotonic() >= deadline:
+                    self.kill()
+                    raise RuntimeError(f"collector did not bind {address} in {READY_TIMEOUT_S}s")
 
     def cpu_s(self) -> float:
         return cpu_seconds(self.proc)
 
     def rss(self) -> int:
         try:
-            return int(self.proc.memory_info().rss)
+            family = [self.proc, *self.proc.children(recursive=True)]
         except psutil.Error:
             return 0
+        total = 0
+        for member in family:
+            try:
+                total += int(member.memory_info().rss)
+            except psutil.Error:
+                continue
+        return total
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM (the collector drains and closes every file); kill after ``timeout_s``."""
@@ -89,8 +134,18 @@ class CollectorProcess:
 
     def kill(self) -> None:
         if self.popen.poll() is None:
+            try:
+                children = self.proc.children(recursive=True)
+            except psutil.Error:
+                children = []
             self.popen.kill()
             self.popen.wait()
+            for child in children:  # a supervisor's shards: they would only get SIGTERM from its death
+                try:
+                    child.kill()
+                    child.wait(STOP_TIMEOUT_S)
+                except psutil.Error:
+                    continue
 
     def __enter__(self) -> CollectorProcess:
         return self

@@ -1,4 +1,4 @@
-"""Producer processes: each owns one Sender and submits encoded results, paced or flat out."""
+"""Producer processes: each owns a Sender per shard and submits encoded results, paced or flat out."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from bench.workload import EXPERIMENT, make_result
 from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
 from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Kind
+from pipeline.wire.shards import shard_of
 
 __all__ = ["LoadSpec", "ProducerReport", "produce"]
 
@@ -42,6 +43,11 @@ class LoadSpec:
     spool_dir: str = ""
     sender: dict[str, Any] = field(default_factory=dict)
     track_latency: bool = True
+    trials: int = 1
+    """Trials this producer's results are spread over, round robin (a driver runs many)."""
+    shards: tuple[str, ...] = ()
+    """Every shard's bus address, when the collector is several: each trial goes to its
+    ``shard_of`` shard, one Sender (and stream, ``<id>.s<k>``) per shard. Empty: ``address``."""
 
 
 @dataclass(slots=True)
@@ -63,48 +69,65 @@ class ProducerReport:
 
 
 class _Producer:
-    """The submit loop of one producer process."""
+    """The submit loop of one producer process: one Sender per shard, results spread over trials."""
 
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         config = SenderConfig(spool_dir=spec.spool_dir or None, when_full=FullPolicy.BLOCK, **spec.sender)
         run = f"{time.time_ns() & 0xFFFFFF:x}"
         self.id = f"bench-{spec.index}-{run}"
-        self.sender = Sender(spec.address, self.id, config)
-        # A trial of its own per producer and run: a later run's producer 0 on the same collector
+        shards = spec.shards or (spec.address,)
+        self.streams = [self.id] if len(shards) == 1 else [f"{self.id}.s{k}" for k in range(len(shards))]
+        self.senders = [Sender(address, stream, config) for address, stream in zip(shards, self.streams)]
+        # Trials of its own per producer and run: a later run's producer 0 on the same collector
         # would otherwise go back to iteration 1 in the same files, and measure moving rows aside.
-        self.head = (EXPERIMENT, f"t{spec.index:04d}-{run}", f"trial_{spec.index:04d}-{run}")
+        names = [_trial_name(spec.index, run, j, len(shards)) for j in range(spec.trials)]
+        self.heads = [(EXPERIMENT, name, f"trial_{name[1:]}") for name in names]
+        self.routes = [shard_of(name, len(shards)) for name in names]
+        self.next_seq = [0] * len(shards)
+        self.iterations = [0] * spec.trials
         self.results = [make_result(i) for i in range(RESULT_VARIANTS)]
-        self.sent_at: list[float] = []
+        self.sent_at: list[list[float]] = [[] for _ in shards]
+        self.acked_seq = [-1] * len(shards)
         self.acked = -1
+        """Events acknowledged over every shard, minus one (as a single stream's last acked seq)."""
         self.report = ProducerReport(spec.index)
 
     def submit(self, count: int) -> None:
-        sender, first = self.sender, self.report.submitted
-        for seq in range(first, first + count):
+        first = self.report.submitted
+        for n in range(first, first + count):
+            trial = n % self.spec.trials
+            shard = self.routes[trial]
+            sender, seq = self.senders[shard], self.next_seq[shard]
             if not sender.accepting():
                 sender.wait_for_room(1.0)
-            result = self.results[seq % RESULT_VARIANTS]
+            result = self.results[n % RESULT_VARIANTS]
             # Each result goes on from the last, as Tune's do: a training_iteration going back is
             # a restored trial, whose rows the sinks move aside (not what a throughput run measures).
-            result["training_iteration"], result["timesteps_total"] = seq + 1, (seq + 1) * 32
-            data = encode_event(RESULT, self.id, seq, time.time(), *self.head, result)
+            self.iterations[trial] = step = self.iterations[trial] + 1
+            result["training_iteration"], result["timesteps_total"] = step, step * 32
+            data = encode_event(RESULT, self.streams[shard], seq, time.time(), *self.heads[trial], result)
             if self.spec.track_latency:
-                self.sent_at.append(time.monotonic())
+                self.sent_at[shard].append(time.monotonic())
             sender.submit(seq, data)
+            self.next_seq[shard] = seq + 1
         self.report.submitted += count
 
     def poll_acks(self, warm_at: float, end_at: float) -> None:
-        stats = self.sender.stats()
-        acked = stats.acked_seq
-        self.report.spooled_max = max(self.report.spooled_max, stats.spooled)
-        if acked > self.acked and self.spec.track_latency:
-            now = time.monotonic()
-            lat = self.report.latencies_s
-            for seq in range(self.acked + 1, acked + 1):
-                if warm_at <= self.sent_at[seq] <= end_at:
-                    lat.append(now - self.sent_at[seq])
-        self.acked = max(acked, self.acked)
+        now = time.monotonic()
+        spooled = 0
+        for shard, sender in enumerate(self.senders):
+            stats = sender.stats()
+            acked, before = stats.acked_seq, self.acked_seq[shard]
+            spooled += stats.spooled
+            if acked > before and self.spec.track_latency:
+                sent_at, lat = self.sent_at[shard], self.report.latencies_s
+                for seq in range(before + 1, acked + 1):
+                    if warm_at <= sent_at[seq] <= end_at:
+                        lat.append(now - sent_at[seq])
+            self.acked_seq[shard] = max(acked, before)
+        self.report.spooled_max = max(self.report.spooled_max, spooled)
+        self.acked = sum(a + 1 for a in self.acked_seq) - 1
 
     def run(self, start_wall: float) -> ProducerReport:
         spec = self.spec
@@ -144,17 +167,30 @@ class _Producer:
     def finish(self, warm_at: float, end_at: float) -> None:
         started = time.monotonic()
         if self.spec.drain_s > 0:
-            self.sender.flush(self.spec.drain_s)
+            deadline = started + self.spec.drain_s
+            for sender in self.senders:
+                sender.flush(max(0.0, deadline - time.monotonic()))
         self.report.drain_s = time.monotonic() - started
         self.poll_acks(warm_at, end_at)
         self.report.acked_final = self.acked + 1
-        self.report.dropped = self.sender.dropped
+        self.report.dropped = sum(sender.dropped for sender in self.senders)
         self.report.lost = self.report.submitted - self.report.acked_final
-        self.sender.close()
+        for sender in self.senders:
+            sender.close()
         lat = self.report.latencies_s
         if len(lat) > MAX_LATENCY_SAMPLES:
             step = len(lat) / MAX_LATENCY_SAMPLES
             self.report.latencies_s = [lat[int(i * step)] for i in range(MAX_LATENCY_SAMPLES)]
+
+
+def _trial_name(index: int, run: str, j: int, shards: int) -> str:
+    """Trial ``j`` of producer ``index``'s ``run``, named so that trial j goes to shard j mod
+    ``shards``: a few trials spread evenly, as many random trial ids do on average."""
+    for salt in range(10_000):
+        name = f"t{index:04d}-{run}-{j}" + (f"-{salt}" if salt else "")
+        if shard_of(name, shards) == j % shards:
+            return name
+    raise AssertionError("unreachable: CRC-32 reaches every residue")
 
 
 def produce(spec: LoadSpec, start_wall: Any, go: MpEvent, reports: Queue[Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +19,11 @@ __all__ = ["main", "measure", "sink_sets"]
 TARGETS_PER_S = {"json,csv": 100_000, "tensorboard": 20_000}
 AIM_FLOOR_SLACK = 1.2
 INFLIGHT_TOTAL = 40_000
+TRIALS_PER_PRODUCER = 8
+"""A driver runs many trials: each producer spreads its results over these, so shards share them."""
+SHARD_COUNTS = (1, 2)
+SHARDED_SINKS = ("json", "csv")
+"""The sinks measured with every count of ``SHARD_COUNTS`` (the others with one shard)."""
 
 
 def sink_sets(sinks: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -30,41 +36,59 @@ def sink_sets(sinks: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 
 def measure(sinks: tuple[str, ...], counts: tuple[int, ...], warm_s: float, window_s: float,
-            root: Path, drain_s: float = 30.0) -> list[dict[str, Any]]:
-    """One collector for ``sinks``; each producer count in turn, flat out, bounded in flight.
+            root: Path, drain_s: float = 30.0, shards: int = 1) -> list[dict[str, Any]]:
+    """One collector (``shards`` of them as one set) for ``sinks``; each producer count in turn,
+    flat out, bounded in flight, each producer's results spread over ``TRIALS_PER_PRODUCER``
+    trials and routed to their shards.
 
     Each count waits up to ``drain_s`` for its backlog so the next count starts clean; what is
     left then goes to the producers' spool in the temporary directory.
     """
     rows = []
-    with CollectorProcess(root / "-".join(sinks), sinks) as collector:
+    with CollectorProcess(root / f"{'-'.join(sinks)}-{shards}", sinks, shards=shards) as collector:
         for n in counts:
             inflight = max(500, INFLIGHT_TOTAL // n)
             specs = [LoadSpec(collector.address, i, warm_s=warm_s, window_s=window_s,
-                              max_inflight=inflight, drain_s=drain_s, spool_dir=str(root / "spool"))
+                              max_inflight=inflight, drain_s=drain_s, spool_dir=str(root / "spool"),
+                              trials=TRIALS_PER_PRODUCER,
+                              shards=collector.addresses if shards > 1 else ())
                      for i in range(n)]
             run = run_load(collector, specs)
-            rows.append({"sinks": ",".join(sinks), **run.summary()})
+            rows.append({"sinks": ",".join(sinks), "shards": shards, **run.summary()})
         collector.kill()
     return rows
 
 
+def _flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sharded-only", action="store_true",
+                        help="only JSON+CSV, from 1 and 8 producers, with each shard count")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args: BenchArgs = parse_args("throughput", argv)
+    args: BenchArgs = parse_args("throughput", argv, extra=_flags)
     started = time.monotonic()
     counts = (1, 8) if args.quick else (1, 8, 64)
     warm_s, window_s = (0.3, 0.7) if args.quick else (1.0, 4.0)
     sinks = available_sinks()
+    chosen_sets = sink_sets(sinks)
+    if getattr(args, "sharded_only", False):
+        chosen_sets, counts = [SHARDED_SINKS], counts[:2]
     rows: list[dict[str, Any]] = []
+    drain_s = 0.0 if args.quick else 30.0
     with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
-        for chosen in sink_sets(sinks):
-            rows.extend(measure(chosen, counts, warm_s, window_s, Path(tmp), 0.0 if args.quick else 30.0))
+        for chosen in chosen_sets:
+            rows.extend(measure(chosen, counts, warm_s, window_s, Path(tmp), drain_s))
+            if chosen == SHARDED_SINKS:
+                for shards in SHARD_COUNTS[1:]:
+                    rows.extend(measure(chosen, counts[:2], warm_s, window_s, Path(tmp), drain_s, shards))
     best: dict[str, int] = {}
     for row in rows:
         best[row["sinks"]] = max(best.get(row["sinks"], 0), row["delivered_per_s"])
+    by_shards = {f"{row['shards']} shards, {row['producers']} producers": row["delivered_per_s"]
+                 for row in rows if row["sinks"] == ",".join(SHARDED_SINKS)}
     targets = [{"sinks": k, "target_per_s": v, "best_per_s": best.get(k), "met": best.get(k, 0) >= v}
                for k, v in TARGETS_PER_S.items() if k in best]
-    floor = aim_floor(20 if args.quick else 300)
+    floor = aim_floor(20 if args.quick else 300) if "aim" in best else {}
     if "aim" in best:
         aim_target = round(floor["floor_results_per_s"] / AIM_FLOOR_SLACK)
         targets.append({"sinks": "aim", "target_per_s": aim_target, "best_per_s": best["aim"],
@@ -75,6 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         throughput_plot(rows)
     return emit("throughput", args, started, {"sinks_available": list(sinks), "producer_counts": list(counts),
                                               "runs": rows, "best_per_s": best, "targets": targets,
+                                              "sharded_per_s": by_shards,
                                               "aim_floor": floor})
 
 
