@@ -43,6 +43,7 @@ def test_shard_k_binds_every_port_plus_k() -> None:
     ({"status_bind": "tcp://127.0.0.1:0"}, "--status-bind tcp://127.0.0.1:0: --shards needs a fixed port"),
     ({"metrics_port": 0}, "--metrics-port 0: --shards needs a fixed port"),
     ({"bind": "inproc://bus"}, "--shards needs tcp:// or ipc:// addresses"),
+    ({}, "tcp://127.0.0.1:5556 would be both a shard's bus and another's status socket"),
     ({"shard_addresses": ("tcp://a:1", "tcp://a:2")}, "--shards sets --shard-index"),
 ])
 def test_a_set_of_shards_refuses_what_it_cannot_number(given: dict[str, object], says: str) -> None:

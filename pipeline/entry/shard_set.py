@@ -91,6 +91,11 @@ def plan_shards(config: CollectorConfig, count: int) -> ShardPlan:
     binds = tuple(_offset(config.bind, k, "--bind") for k in range(count))
     statuses = tuple(_offset(config.status_bind, k, "--status-bind") for k in range(count))
     ports = tuple(None if config.metrics_port is None else config.metrics_port + k for k in range(count))
+    taken = set(binds) & set(statuses)
+    if taken:
+        raise ValueError(f"--shards {count}: {min(taken)} would be both a shard's bus and another's status "
+                         f"socket (bus {config.bind}, status {config.status_bind}, each + 0..{count - 1}); "
+                         "give --status-bind (or --bind) a port out of the other's range")
     return ShardPlan(binds, statuses, ports)
 
 
