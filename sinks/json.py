@@ -11,7 +11,7 @@ from pipeline.wire.events import Event
 from sinks.base import Sink, TrialRef
 from sinks.lineage import ITERATION, iteration, json_rows, last_line, move_tail, rewinds
 from sinks.open_files import OpenFiles, PooledFile
-from sinks.tune_format import json_line, params_json
+from sinks.tune_format import json_line, json_lines, params_json
 
 __all__ = ["JsonSink"]
 
@@ -81,7 +81,7 @@ class JsonSink(Sink):
 
     def _append(self, file: PooledFile, results: list[dict[str, Any]]) -> None:
         if results:
-            self.bytes_written += file.write(b"".join([json_line(r) + b"\n" for r in results]))
+            self.bytes_written += file.write(json_lines(results))
 
     def _orphan(self, path: Path, back_to: int | None) -> None:
         """Move the rows from iteration ``back_to`` on to ``result.orphaned.json``."""

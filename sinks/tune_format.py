@@ -11,7 +11,8 @@ import orjson
 
 from pipeline.wire.events import Fallback
 
-__all__ = ["REMOVED_HPARAMS", "flatten", "json_line", "params_json", "split_hparams", "tune_tag"]
+__all__ = ["REMOVED_HPARAMS", "flatten", "json_line", "json_lines", "params_json", "split_hparams",
+           "tune_tag"]
 
 _NONFINITE = {math.inf: b"Infinity", -math.inf: b"-Infinity"}
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS
@@ -144,6 +145,45 @@ def json_line(result: dict[str, Any]) -> bytes:
         return orjson.dumps(_patch_nonfinite(result), default=_json_default, option=_JSON_OPTIONS)
     except (orjson.JSONEncodeError, TypeError):  # an int past 64 bits: the slow, exact path
         return json.dumps(_plain(result)).encode()
+
+
+_SPLIT = "\x00tunebus\x00"
+_SPLIT_JSON = b',"\\u0000tunebus\\u0000",'
+"""How orjson writes ``_SPLIT`` between two results of a list: where a batch's lines part."""
+
+
+def json_lines(results: list[dict[str, Any]]) -> bytes:
+    """``json_line`` of each result, each ending in a newline, from one orjson call for the batch.
+
+    A call costs more than a result's own text on the collector's machines (1.6 us a call against
+    0.6 a result), so the batch is written as one list with ``_SPLIT`` between the results, which
+    becomes the newline: exact when it was replaced as many times as there are gaps (a value
+    holding the marker's text makes more, and each result is then written alone). orjson writes
+    a non-finite float as ``null``, so only a line with ``null`` in it may need the NaN/Infinity
+    tokens ``json_line`` writes.
+    """
+    if len(results) < 2:
+        return b"".join([json_line(r) + b"\n" for r in results])
+    items: list[Any] = [_SPLIT] * (2 * len(results) - 1)
+    items[::2] = results
+    try:
+        blob = orjson.dumps(items, default=_json_default)  # a quarter faster without the option
+    except TypeError:  # a key that is not a string; an int past 64 bits; too deep a nest
+        try:
+            blob = orjson.dumps(items, default=_json_default, option=_JSON_OPTIONS)
+        except TypeError:
+            return b"".join([json_line(r) + b"\n" for r in results])
+    text = blob.replace(_SPLIT_JSON, b"\n")
+    if len(blob) - len(text) != (len(results) - 1) * (len(_SPLIT_JSON) - 1):
+        return b"".join([json_line(r) + b"\n" for r in results])
+    text = text[1:-1] + b"\n"
+    if b"null" not in text:
+        return text
+    lines = text.split(b"\n")  # (orjson escapes every newline inside a string)
+    for i, line in enumerate(lines[:-1]):
+        if b"null" in line and _has_nonfinite(results[i]):
+            lines[i] = json_line(results[i])
+    return b"\n".join(lines)
 
 
 def params_json(config: dict[str, Any]) -> bytes:

@@ -12,7 +12,7 @@ from ray.tune.utils import flatten_dict
 from ray.tune.utils.util import SafeFallbackEncoder
 
 from pipeline.wire.codec import decode_frame, encode_event, frame_events
-from sinks.tune_format import flatten, json_line, params_json
+from sinks.tune_format import flatten, json_line, json_lines, params_json
 
 
 def _tune(value: dict[str, object]) -> str:
@@ -46,6 +46,21 @@ def test_values_after_a_wire_trip_render_like_tune() -> None:
     frame = frame_events("p", 0, [encode_event("result", "p", 0, 0.0, "e", "t", "d", value)])
     decoded = decode_frame(frame).events[0].payload
     assert _same(json.loads(json_line(decoded)), json.loads(_tune(value)))
+
+
+_ODD_RESULTS = [
+    {"a": math.nan, "b": None}, {"c": [1, -math.inf], "d": (2.5, math.inf)}, {"s": "\x00tunebus\x00"},
+    {"n": None, "s": "null"}, {"big": 2**70}, {"arr": np.array([1.0, np.nan]), "f32": np.float32("nan")},
+    {"l": [{"a": 1}, {"b": 2}], "lines": "a\nb"}, {7: "int key", "k": {1.5: 2}}, {},
+    {"marker": [1, "\x00tunebus\x00", 2]}, {"i": 1, "f": 0.1, "nested": {"x": {"y": 2}}},
+]
+
+
+def test_a_batch_of_lines_is_each_result_s_line() -> None:
+    """json_lines writes what json_line writes for each result, for every pair of odd results."""
+    batches = [[a, b] for a in _ODD_RESULTS for b in _ODD_RESULTS] + [_ODD_RESULTS, _ODD_RESULTS[:1], []]
+    for batch in batches:
+        assert json_lines(batch) == b"".join(json_line(r) + b"\n" for r in batch), batch
 
 
 def test_params_json_is_indented_and_sorted_like_tune() -> None:
