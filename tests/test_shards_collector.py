@@ -15,6 +15,7 @@ from pipeline.testing import (
     free_address,
     result_event,
     run_cli,
+    run_cli_here,
     running_collector,
     start_event,
     wait_until,
@@ -124,6 +125,11 @@ async def test_status_follows_the_map_and_shows_a_silent_shard_as_such(tmp_path:
     async with running_collector(tmp_path, address, shard_addresses=(address, free_address()),
                                  status_bind=status, shard_status_addresses=(status, silent)):
         answers = await asyncio.to_thread(ask_every_shard, status, 1.0)
+        as_json = await asyncio.to_thread(run_cli_here, "status", status, "--json", "--timeout-s", "1")
+    assert as_json.returncode == 0, as_json.stderr
+    shard0, shard1 = json.loads(as_json.stdout)
+    assert shard0["shard"] == {"index": 0, "count": 2, "status_addresses": [status, silent]}
+    assert shard1 == {"address": silent, "error": f"no answer from {silent} within 1s"}
     assert [(a.index, a.address, a.status is not None) for a in answers] == [(0, status, True),
                                                                               (1, silent, False)]
     assert answers[0].status is not None and answers[0].status.shard.count == 2
