@@ -20,6 +20,7 @@ from pipeline import BusCallback, TrainBusCallback
 from pipeline.testing import curve_pair, running_collector
 from pipeline.wire.codec import decode_frame
 from pipeline.wire.events import Event, Kind
+from pipeline.wire.shards import shards_reply
 from pipeline.wire.sockets import CurveKeys
 
 
@@ -41,6 +42,9 @@ class AckingCollector(threading.Thread):
                 identity, raw = self.sock.recv_multipart()
                 frame = decode_frame(raw)
                 assert not frame.faults, frame.faults
+                if not frame.events:  # a hello: one collector, no shards
+                    self.sock.send_multipart([identity, shards_reply(())])
+                    continue
                 self.events.extend(frame.events)
                 self.sock.send_multipart([identity, msgpack.packb(["ack", frame.events[-1].seq])])
         self.sock.close(linger=0)

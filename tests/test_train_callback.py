@@ -59,7 +59,7 @@ def test_the_callback_pickles_without_its_sender_and_hands_its_target_to_workers
     callback.after_controller_start(_run_context(tmp_path))
     try:
         copy = pickle.loads(pickle.dumps(callback))
-        assert copy._sender is None and copy.producer == callback.producer and copy.target == callback.target
+        assert copy.senders == () and copy.producer == callback.producer and copy.target == callback.target
         copy.after_init_train_context()
         assert worker_log._configured == callback.target
     finally:

@@ -21,7 +21,7 @@ HEAD = WorkerHead("exp", "t1", "dir_t1", rank=1, world_size=2)
 
 
 def _target(tmp_path: Path, address: str = "tcp://127.0.0.1:9") -> BusTarget:
-    return BusTarget(address, None, SenderConfig(spool_dir=str(tmp_path / "spool")))
+    return BusTarget(address, None, SenderConfig(spool_dir=str(tmp_path / "spool")), (address,))
 
 
 def test_a_target_travels_as_json_with_its_keys_and_sender_settings() -> None:
@@ -42,7 +42,7 @@ def test_outside_a_trial_a_call_is_dropped_and_counted(tmp_path: Path) -> None:
     """No Tune or Train context: nothing is sent, the drop is counted, no sender is started."""
     producer = WorkerLog(_target(tmp_path))
     producer.log({"x": 1.0})
-    assert producer.dropped == 1 and producer._sender is None
+    assert producer.dropped == 1 and producer.senders == ()
 
 
 def test_a_pickled_copy_is_a_new_producer_without_a_thread(tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_a_pickled_copy_is_a_new_producer_without_a_thread(tmp_path: Path) -> No
     try:
         copy = pickle.loads(pickle.dumps(producer))
         assert copy.target == producer.target and copy.stream != producer.stream
-        assert copy._sender is None and copy._seq == 0
+        assert copy.senders == () and copy.dropped == 0
     finally:
         producer.close()
 
@@ -110,7 +110,7 @@ def test_a_failed_sender_drops_calls_instead_of_raising_in_the_loop(tmp_path: Pa
     producer = WorkerLog(BusTarget("tcp://127.0.0.1:1", CurveKeys(public, secret, None),
                                    SenderConfig(spool_dir=str(tmp_path / "spool"))))
     producer.log({"a": 1.0}, head=HEAD)
-    wait_for(lambda: producer._sender is not None and not producer._sender.running, 20, "the sender to fail")
+    wait_for(lambda: not producer.senders[0].running, 20, "the sender to fail")
     before = producer.dropped
     producer.log({"a": 2.0}, head=HEAD)  # would raise RuntimeError without the guard
     assert producer.dropped == before + 1

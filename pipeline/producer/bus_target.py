@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import zmq.utils.z85
 
@@ -35,12 +37,27 @@ class BusTarget:
     ``TUNEBUS_CURVE_SERVER_KEY``, key file paths) overrides it. The Train callback hands
     the same target to its workers directly (``pipeline.producer.train_callback``). The
     Curve keys travel with the address, whichever way the driver was given them (key
-    files, or a Ray collector actor's ``curve``).
+    files, or a Ray collector actor's ``curve``), and so does the shard map the driver
+    found, so a driver and its workers route every trial to the same shard.
     """
 
     address: str
     curve: CurveKeys | None = None
     sender: SenderConfig = dataclasses.field(default_factory=SenderConfig)
+    shards: tuple[str, ...] = ()
+    """Every collector shard's bus address in shard order, as the driver's lookup found them
+    (``(address,)``: one). Empty: not looked up yet (a ``TUNEBUS_ADDRESS`` target, a
+    ``TrainBusCallback``'s before its first event): the producer asks ``address`` itself."""
+
+    def __setstate__(self, state: list[Any]) -> None:
+        """A pickle of before the shard map (three fields) sends every trial to its address."""
+        values = dict(zip([f.name for f in dataclasses.fields(self)], state, strict=False))
+        values.setdefault("shards", (values["address"],))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> list[Any]:
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
     def to_json(self) -> bytes:
         curve = None
@@ -48,7 +65,8 @@ class BusTarget:
             curve = [_z85(k) for k in (self.curve.public, self.curve.secret, self.curve.server_public)]
         sender = {f.name: getattr(self.sender, f.name) for f in dataclasses.fields(self.sender)}
         sender["when_full"] = self.sender.when_full.value
-        return json.dumps({"address": self.address, "curve": curve, "sender": sender}).encode()
+        return json.dumps({"address": self.address, "curve": curve, "sender": sender,
+                           "shards": list(self.shards)}).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> BusTarget:
@@ -58,7 +76,9 @@ class BusTarget:
         if curve:
             public, secret, server = curve
             keys = CurveKeys(public.encode(), secret.encode(), server.encode() if server else None)
-        return cls(str(state["address"]), keys, SenderConfig(**state.get("sender", {})))
+        address = str(state["address"])
+        shards = tuple(str(a) for a in state.get("shards", (address,)))  # published before shard maps: one
+        return cls(address, keys, SenderConfig(**state.get("sender", {})), shards)
 
 
 def _z85(key: bytes | None) -> str | None:
@@ -71,12 +91,14 @@ def _z85(key: bytes | None) -> str | None:
 ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
 
 
-def check_callback_args(address: object, end_timeout_s: float) -> None:
-    """What every callback checks of its collector address and end wait; one-line ValueErrors."""
+def check_callback_args(address: object, end_timeout_s: float, shard_lookup_timeout_s: float = 0.0) -> None:
+    """What every callback checks of its collector address and waits; one-line ValueErrors."""
     if not isinstance(address, str) or not address.startswith(ADDRESS_SCHEMES):
         raise ValueError(f"address must start with one of {ADDRESS_SCHEMES}, got {address!r}")
     if not end_timeout_s >= 0:
         raise ValueError(f"end_timeout_s must be >= 0, got {end_timeout_s!r}")
+    if not (shard_lookup_timeout_s >= 0 and math.isfinite(shard_lookup_timeout_s)):
+        raise ValueError(f"shard_lookup_timeout_s must be >= 0 and finite, got {shard_lookup_timeout_s!r}")
 
 
 def given_curve(curve: CurveKeys | None, secret_file: str | None,

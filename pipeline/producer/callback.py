@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,9 @@ from ray import cloudpickle
 from ray.tune import Callback
 
 from pipeline.producer.bus_target import BusTarget, check_callback_args, given_curve, publish_target
-from pipeline.producer.sender import FullPolicy, Sender, SenderConfig
+from pipeline.producer.sender import SenderConfig
+from pipeline.producer.shard_lookup import SHARD_LOOKUP_TIMEOUT_S, lookup_shards
+from pipeline.producer.stream import UNHEARD_END_TIMEOUT_S, Emit, ProducerStream
 from pipeline.producer.tune_loggers import leave_out_tune_loggers
 from pipeline.wire.codec import EventEncoder
 from pipeline.wire.events import Kind
@@ -22,15 +23,12 @@ from pipeline.wire.sockets import DEFAULT_ADDRESS, CurveKeys
 if TYPE_CHECKING:
     from ray.tune.experiment import Trial
 
-__all__ = ["BusCallback"]
+__all__ = ["UNHEARD_END_TIMEOUT_S", "BusCallback"]
 
 log = logging.getLogger(__name__)
 
 RESULT = Kind.RESULT.value
 """Read once: an enum member's ``.value`` is a Python-level property, 0.4 us on the hot path."""
-BLOCK_LOG_INTERVAL_S = 10.0
-UNHEARD_END_TIMEOUT_S = 2.0
-"""How long the end of a run waits when no collector has acknowledged anything yet."""
 
 
 class BusCallback(Callback):
@@ -63,6 +61,11 @@ class BusCallback(Callback):
         curve_secret_key: or the keys as files: this client's ``.key_secret``
             file (``tunebus keygen``)...
         curve_server_key: ...and the collector's public ``.key`` file.
+        shard_lookup_timeout_s: how long ``setup`` waits for the collector at
+            ``address`` to name its shards (each trial then goes to the shard
+            that owns it, and the map reaches this job's ``pipeline.log``
+            workers). No answer in time (an older collector, or none yet): every
+            trial goes to ``address``. 0 does not ask.
     """
 
     def __init__(
@@ -75,10 +78,12 @@ class BusCallback(Callback):
         curve: CurveKeys | None = None,
         curve_secret_key: str | None = None,
         curve_server_key: str | None = None,
+        shard_lookup_timeout_s: float = SHARD_LOOKUP_TIMEOUT_S,
     ) -> None:
-        check_callback_args(address, end_timeout_s)
+        check_callback_args(address, end_timeout_s, shard_lookup_timeout_s)
         self.address = address
         self.end_timeout_s = end_timeout_s
+        self.shard_lookup_timeout_s = shard_lookup_timeout_s
         self.sender_config = sender or SenderConfig()
         self.curve = given_curve(curve, curve_secret_key, curve_server_key)
         self.producer = uuid.uuid4().hex[:16]
@@ -86,21 +91,23 @@ class BusCallback(Callback):
         self._reset()
 
     def _reset(self) -> None:
-        self._sender: Sender | None = None
+        self._out: ProducerStream | None = None
+        self._send: Emit | None = None
+        """``self._out.emit`` once started: read in one step on the hot path."""
         self._stream = ""
-        self._seq = 0
+        self._shards: tuple[str, ...] = ()
+        self._dropped_before = 0
         self._heads: dict[str, tuple[str, str, str]] = {}
-        self._encode = EventEncoder().encode
-        self.dropped = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_sender", "_stream", "_seq", "_heads", "_encode", "dropped"):
+        for name in ("_out", "_send", "_stream", "_shards", "_dropped_before", "_heads"):
             state.pop(name)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("shard_lookup_timeout_s", SHARD_LOOKUP_TIMEOUT_S)  # a tuner.pkl of before
         self._reset()
 
     def get_state(self) -> dict[str, Any]:
@@ -111,41 +118,37 @@ class BusCallback(Callback):
 
     @property
     def stream(self) -> str:
-        """This process's producer id on the bus: the stable id plus a per-process suffix."""
+        """This process's producer id on the bus: the stable id plus a per-process suffix.
+
+        With several collector shards, shard ``k``'s events travel as ``<stream>.s<k>``.
+        """
         return self._stream
 
-    def _start(self) -> Sender:
+    @property
+    def shards(self) -> tuple[str, ...]:
+        """The bus address of every collector shard this process sends to (empty before ``setup``)."""
+        return self._shards
+
+    @property
+    def dropped(self) -> int:
+        """Events given up because the sender thread was behind or had failed (logged once)."""
+        return self._dropped_before + (self._out.dropped if self._out is not None else 0)
+
+    def _start(self) -> ProducerStream:
         # A new stream per process: sequence numbers restart at 0 and never collide with
-        # what a previous driver of the same experiment (before Tuner.restore) sent.
+        # what a previous driver of the same experiment (before Tuner.restore) sent. The
+        # shard map is asked for once per process, so a restored driver asks again.
+        self.close()
+        self._shards = lookup_shards(self.address, self.curve, self.shard_lookup_timeout_s)
         self._stream = f"{self.producer}.{uuid.uuid4().hex[:8]}"
-        self._seq = 0
-        self._sender = Sender(self.address, self._stream, self.sender_config, self.curve)
-        return self._sender
+        self._out = ProducerStream(self._stream, self._shards, self.sender_config,
+                                   self.curve, encode=EventEncoder().encode, may_block=True,
+                                   dropping="events are being dropped")
+        self._send = self._out.emit
+        return self._out
 
     def _emit(self, kind: str, head: tuple[str, str, str], payload: dict[str, Any]) -> None:
-        sender = self._sender or self._start()
-        if not sender.accepting() and not self._wait_or_drop(sender):
-            return
-        seq = self._seq
-        self._seq = seq + 1
-        try:
-            sender.submit(seq, self._encode(kind, self._stream, seq, time.time(), *head, payload))
-        except RuntimeError as exc:
-            self.dropped += 1
-            if self.dropped == 1:
-                log.error("tunebus: %s; events are being dropped", exc)
-
-    def _wait_or_drop(self, sender: Sender) -> bool:
-        """The sender thread is behind by ``max_handoff_events``: block (if asked to) or drop."""
-        if sender.config.when_full is FullPolicy.BLOCK:
-            while not sender.wait_for_room(BLOCK_LOG_INTERVAL_S):
-                log.warning("tunebus: the driver is blocked on a full sender (when_full=block)")
-            return True
-        self.dropped += 1
-        if self.dropped == 1:
-            log.warning("tunebus: the sender thread is %d events behind; dropping new events",
-                        sender.config.max_handoff_events)
-        return False
+        (self._send or self._start().emit)(kind, head, payload)
 
     def _head(self, trial: Trial) -> tuple[str, str, str]:
         """The trial's names on the bus; kept in ``_heads`` only once the trial was started."""
@@ -157,16 +160,18 @@ class BusCallback(Callback):
 
     def setup(self, stop: Any = None, num_samples: int | None = None,
               total_num_samples: int | None = None, **info: Any) -> None:
-        self._start()
-        self._publish()
+        self._publish(self._start().addresses)
         payload = {"stop": stop, "num_samples": num_samples, "total_num_samples": total_num_samples,
                    "host": socket.gethostname(), "pid": os.getpid()}
         self._emit(Kind.SETUP.value, ("", "", ""), payload)
 
-    def _publish(self) -> None:
-        """Tell this Ray job's workers where ``pipeline.log`` sends to (``pipeline.producer.bus_target``)."""
+    def _publish(self, shards: tuple[str, ...]) -> None:
+        """Tell this Ray job's workers where ``pipeline.log`` sends to (``pipeline.producer.bus_target``).
+
+        The shard map travels along, so the workers route every trial as the driver does.
+        """
         try:
-            publish_target(BusTarget(self.address, self.curve, self.sender_config))
+            publish_target(BusTarget(self.address, self.curve, self.sender_config, shards))
         except Exception as exc:  # noqa: BLE001 - worker logging is off; the driver's events are not
             log.warning("tunebus: could not publish the address for pipeline.log: %s", exc)
 
@@ -196,7 +201,7 @@ class BusCallback(Callback):
         if head is None:  # a trial whose first hook is a result: started here, as Tune's loggers do
             self.on_trial_start(iteration, trials, trial)
             head = self._heads[trial.trial_id]
-        self._emit(RESULT, head, result)
+        (self._send or self._start().emit)(RESULT, head, result)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         self._emit(Kind.TRIAL_COMPLETE.value, self._head(trial),
@@ -216,31 +221,31 @@ class BusCallback(Callback):
             statuses.setdefault(experiment, {})[trial_id] = str(trial.status)
         for experiment, trial_statuses in statuses.items():
             self._emit(Kind.EXPERIMENT_END.value, (experiment, "", ""), {"trials": trial_statuses})
-        timeout_s = self.end_timeout_s
-        if self._sender is not None and not self._sender.heard_from_collector():
-            # No collector ever answered: waiting the whole timeout would only slow fit() down.
-            timeout_s = min(timeout_s, UNHEARD_END_TIMEOUT_S)
-            log.warning("tunebus: no collector at %s has answered; not waiting for one", self.address)
-        self.flush(timeout_s)
+        if self._out is not None:
+            for address in self._out.unheard():
+                # No collector ever answered there: waiting the whole timeout would only slow fit() down.
+                log.warning("tunebus: no collector at %s has answered; not waiting for one", address)
+        self._flush(self.end_timeout_s, UNHEARD_END_TIMEOUT_S)
         self.close()
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until the collector confirms every event so far is written; False on timeout."""
-        if self._sender is None:
+        return self._flush(timeout_s, None)
+
+    def _flush(self, timeout_s: float, unheard_timeout_s: float | None) -> bool:
+        if self._out is None or self._out.flush(timeout_s, unheard_timeout_s=unheard_timeout_s):
             return True
-        if self._sender.flush(timeout_s):
-            return True
-        stats = self._sender.stats()
-        log.warning("tunebus: %d events not yet confirmed by the collector at %s after %.1fs",
-                    stats.in_memory + stats.spooled, self.address, timeout_s)
+        for address, held in self._out.pending().items():
+            log.warning("tunebus: %d events not yet confirmed by the collector at %s after %.1fs",
+                        held, address, timeout_s)
         return False
 
     def close(self) -> None:
-        """Stop the sender thread; safe to call twice."""
-        if self._sender is not None:
-            self._sender.close()
-            self._sender = None
-
+        """Stop the sender threads; safe to call twice."""
+        out, self._out, self._send = self._out, None, None
+        if out is not None:
+            out.close()
+            self._dropped_before += out.dropped
 
 
 leave_out_tune_loggers(BusCallback)  # also when Tuner.restore unpickles one: unpickling imports this

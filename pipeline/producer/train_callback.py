@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -27,10 +28,10 @@ from ray.train.v2._internal.execution.callback import (
 
 from pipeline.producer import worker_log
 from pipeline.producer.bus_target import BusTarget, check_callback_args, given_curve
-from pipeline.producer.callback import UNHEARD_END_TIMEOUT_S
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.producer.shard_lookup import SHARD_LOOKUP_TIMEOUT_S, lookup_shards
+from pipeline.producer.stream import UNHEARD_END_TIMEOUT_S, ProducerStream
 from pipeline.producer.worker_context import WorkerHead, train_head
-from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Kind
 from pipeline.wire.sockets import DEFAULT_ADDRESS, CurveKeys
 
@@ -67,31 +68,43 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
         curve: CurveKeys | None = None,
         curve_secret_key: str | None = None,
         curve_server_key: str | None = None,
+        shard_lookup_timeout_s: float = SHARD_LOOKUP_TIMEOUT_S,
     ) -> None:
-        check_callback_args(address, end_timeout_s)
+        check_callback_args(address, end_timeout_s, shard_lookup_timeout_s)
         keys = given_curve(curve, curve_secret_key, curve_server_key)
         self.target = BusTarget(address, keys, sender or SenderConfig())
+        """Where the run's events go; its ``shards`` are filled in at the first event."""
         self.end_timeout_s = end_timeout_s
+        self.shard_lookup_timeout_s = shard_lookup_timeout_s
         self.producer = uuid.uuid4().hex[:16]
         self._reset()
 
     def _reset(self) -> None:
-        self._sender: Sender | None = None
-        self._stream = ""
-        self._seq = 0
+        self._out: ProducerStream | None = None
+        self._dropped_before = 0
         self._head: WorkerHead | None = None
         self._iteration = 0
         self._started = self._last = 0.0
-        self.dropped = 0
-        """Events given up: the sender was behind or had failed (logged once)."""
         self._errors: list[str] = []
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"target": self.target, "end_timeout_s": self.end_timeout_s, "producer": self.producer}
+        return {"target": self.target, "end_timeout_s": self.end_timeout_s, "producer": self.producer,
+                "shard_lookup_timeout_s": self.shard_lookup_timeout_s}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("shard_lookup_timeout_s", SHARD_LOOKUP_TIMEOUT_S)
         self._reset()
+
+    @property
+    def dropped(self) -> int:
+        """Events given up: the sender was behind or had failed (logged once)."""
+        return self._dropped_before + (self._out.dropped if self._out is not None else 0)
+
+    @property
+    def senders(self) -> tuple[Sender, ...]:
+        """The senders started in this process (none before the first event or after the end)."""
+        return self._out.senders if self._out is not None else ()
 
     # -- on the controller --------------------------------------------------------------
 
@@ -166,16 +179,16 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
 
     def close(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the collector to confirm everything, then stop."""
-        sender, self._sender = self._sender, None
-        if sender is None:
+        out, self._out = self._out, None
+        if out is None:
             return True
-        if not sender.heard_from_collector():
-            timeout_s = min(timeout_s, UNHEARD_END_TIMEOUT_S)
-        delivered = sender.close(timeout_s)
+        self._dropped_before += out.dropped
+        delivered = out.flush(timeout_s, unheard_timeout_s=UNHEARD_END_TIMEOUT_S)
         if not delivered:
-            log.warning("tunebus: not every event of the Train run was confirmed by %s in %.1fs; "
-                        "the rest is in the spool", self.target.address, timeout_s)
-        return delivered
+            for address in out.pending():
+                log.warning("tunebus: not every event of the Train run was confirmed by %s in %.1fs; "
+                            "the rest is in the spool", address, timeout_s)
+        return out.close() and delivered
 
     def _names(self) -> tuple[str, str, str]:
         head = self._head
@@ -199,23 +212,14 @@ class TrainBusCallback(ControllerCallback, ReportCallback, WorkerGroupCallback, 
         }
 
     def _emit(self, kind: str, head: tuple[str, str, str], payload: dict[str, Any]) -> None:
-        sender = self._sender
-        if sender is None:
-            self._stream = f"{self.producer}.{uuid.uuid4().hex[:8]}"
-            self._seq = 0
-            sender = self._sender = Sender(self.target.address, self._stream, self.target.sender,
-                                           self.target.curve)
-        if not sender.accepting():
-            self._drop(f"the sender is {sender.config.max_handoff_events} events behind")
-            return
-        try:  # a sender whose thread failed raises: the Train controller goes on without the bus
-            sender.submit(self._seq, encode_event(kind, self._stream, self._seq, time.time(), *head, payload))
-        except RuntimeError as exc:
-            self._drop(str(exc))
-            return
-        self._seq += 1
+        (self._out or self._start()).emit(kind, head, payload)
 
-    def _drop(self, why: str) -> None:
-        self.dropped += 1
-        if self.dropped == 1:
-            log.warning("tunebus: %s; events of this Train run are being dropped", why)
+    def _start(self) -> ProducerStream:
+        """The run's stream, on the shards the collector names (asked once, at the first event)."""
+        target = self.target
+        if not target.shards:
+            shards = lookup_shards(target.address, target.curve, self.shard_lookup_timeout_s)
+            self.target = target = dataclasses.replace(target, shards=shards)  # and so to the workers
+        self._out = ProducerStream(f"{self.producer}.{uuid.uuid4().hex[:8]}", target.shards, target.sender,
+                                   target.curve, dropping="events of this Train run are being dropped")
+        return self._out

@@ -17,8 +17,9 @@ from typing import Any
 
 from pipeline.producer.bus_target import BusTarget, lookup_target
 from pipeline.producer.sender import Sender
+from pipeline.producer.shard_lookup import SHARD_LOOKUP_TIMEOUT_S, lookup_shards
+from pipeline.producer.stream import ProducerStream
 from pipeline.producer.worker_context import WorkerHead, context_token, resolve_head
-from pipeline.wire.codec import encode_event
 from pipeline.wire.events import Kind
 
 __all__ = ["EXIT_FLUSH_S", "WorkerLog", "configure", "flush", "log"]
@@ -38,10 +39,9 @@ class WorkerLog:
     def __init__(self, target: BusTarget) -> None:
         self.target = target
         self.stream = f"w{uuid.uuid4().hex[:15]}.{os.getpid()}"
-        self.dropped = 0
+        self._dropped = 0
         self._pid = os.getpid()
-        self._seq = 0
-        self._sender: Sender | None = None
+        self._out: ProducerStream | None = None
         self._token: Any = None
         self._head: WorkerHead | None = None
         self._steps: dict[tuple[str, str, int], int] = {}
@@ -51,6 +51,16 @@ class WorkerLog:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["target"])  # type: ignore[misc] # a copy is a new producer
+
+    @property
+    def dropped(self) -> int:
+        """Calls given up: outside a trial, or the sender behind or failed (each said once)."""
+        return self._dropped + (self._out.dropped if self._out is not None else 0)
+
+    @property
+    def senders(self) -> tuple[Sender, ...]:
+        """The senders started so far, one per collector shard written to (none before the first call)."""
+        return self._out.senders if self._out is not None else ()
 
     def log(self, metrics: dict[str, Any], step: int | None = None,
             head: WorkerHead | None = None) -> None:
@@ -69,32 +79,24 @@ class WorkerLog:
             step = last + 1
         if step > last:
             self._steps[key] = step
-        sender = self._sender or self._start()
-        if not sender.accepting():
-            self._drop(f"the sender is {sender.config.max_handoff_events} events behind")
-            return
-        seq = self._seq
         payload = {"step": step, "rank": head.rank, "world_size": head.world_size, "values": metrics}
-        try:  # a sender whose thread failed (bad keys, an unwritable spool) raises: never the user's loop
-            sender.submit(seq, encode_event(LOG, self.stream, seq, time.time(), head.experiment,
-                                            head.trial, head.trial_dir, payload))
-        except RuntimeError as exc:
-            self._drop(str(exc))
-            return
-        self._seq = seq + 1
+        (self._out or self._start()).emit(LOG, (head.experiment, head.trial, head.trial_dir), payload)
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until the collector confirms every call so far; False on timeout."""
-        return self._sender is None or self._sender.flush(timeout_s)
+        return self._out is None or self._out.flush(timeout_s)
 
     def close(self, timeout_s: float = 0.0) -> bool:
         """Flush for up to ``timeout_s`` and stop; undelivered events go to the spool file."""
-        sender, self._sender = self._sender, None
-        return sender is None or sender.close(timeout_s)
+        return self._out is None or self._out.close(timeout_s)
 
-    def _start(self) -> Sender:
-        self._sender = Sender(self.target.address, self.stream, self.target.sender, self.target.curve)
-        return self._sender
+    def _start(self) -> ProducerStream:
+        """The stream, on the driver's shard map; a ``TUNEBUS_ADDRESS`` target asks the collector."""
+        target = self.target
+        shards = target.shards or lookup_shards(target.address, target.curve, SHARD_LOOKUP_TIMEOUT_S)
+        self._out = ProducerStream(self.stream, shards, target.sender, target.curve,
+                                   dropping="pipeline.log calls are dropped")
+        return self._out
 
     def _current_head(self) -> WorkerHead | None:
         token = context_token()
@@ -103,8 +105,8 @@ class WorkerLog:
         return self._head
 
     def _drop(self, why: str) -> None:
-        self.dropped += 1
-        if self.dropped == 1:
+        self._dropped += 1
+        if self._dropped == 1:
             _log.warning("tunebus: %s; pipeline.log calls are dropped", why)
 
 

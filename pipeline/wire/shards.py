@@ -5,7 +5,9 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-from pipeline.wire.codec import encode_control, frame_events
+import msgpack
+
+from pipeline.wire.codec import frame_events
 
 __all__ = ["SHARDS", "WILDCARD_HOSTS", "hello_frame", "read_shard_map", "shard_of", "shards_reply"]
 
@@ -35,7 +37,8 @@ def hello_frame(producer: str) -> bytes:
 
 def shards_reply(addresses: tuple[str, ...]) -> bytes:
     """The collector's answer to a hello: every shard's bus address in shard order (empty: only this one)."""
-    return encode_control(SHARDS, list(addresses))
+    packed: bytes = msgpack.packb([SHARDS, list(addresses)])  # encode_control takes scalars only
+    return packed
 
 
 def read_shard_map(args: list[Any], first_address: str) -> tuple[str, ...]:
