@@ -111,24 +111,24 @@ def csv_lines(rows: list[Cells]) -> str | None:
     """
     if not rows:
         return ""
-    types = list(map(type, chain.from_iterable(rows)))
-    if ROW_TYPES.issuperset(types):
-        fast = _orjson_lines(rows, types)
+    kinds = set(map(type, chain.from_iterable(rows)))
+    if ROW_TYPES.issuperset(kinds):
+        fast = _orjson_lines(rows, kinds)
         if fast is not None:
             return fast
-    elif any(issubclass(kind, dict) for kind in set(types)):
+    elif any(issubclass(kind, dict) for kind in kinds):
         return None
     out = _Lines()
     csv.writer(out).writerows(rows)
     return "".join(out)
 
 
-def _orjson_lines(rows: list[Cells], types: list[type]) -> str | None:
+def _orjson_lines(rows: list[Cells], kinds: set[type]) -> str | None:
     """The same text from one orjson pass, or None when a cell needs csv.writer.
 
     orjson writes what csv writes but for strings' quotes, None, booleans and
     some floats' notation; the checks first make sure every occurrence rewritten
-    below is a cell and not part of a string.
+    below is a cell and not part of a string (``kinds``: the cells' types).
     """
     if min(map(len, rows)) < 2:  # csv quotes a lone empty cell
         return None
@@ -136,6 +136,9 @@ def _orjson_lines(rows: list[Cells], types: list[type]) -> str | None:
         text = orjson.dumps(rows).decode()
     except orjson.JSONEncodeError:  # an int past 64 bits
         return None
+    if str not in kinds:  # every token is a cell: a few passes, none of the checks for strings
+        return _number_lines(text, rows, kinds)
+    types = list(map(type, chain.from_iterable(rows)))
     if "\\" in text:  # a string with a quote, backslash or line break: csv quotes or escapes it
         return None
     if "null" in text or "true" in text or "false" in text:  # (layouts write most as strings)
@@ -155,6 +158,20 @@ def _orjson_lines(rows: list[Cells], types: list[type]) -> str | None:
         if text.count("],[") != len(rows) - 1:
             return None
         text = _BARE_STRING.sub(r"\1", text)
+    return text[2:-2].replace("],[", "\r\n") + "\r\n"
+
+
+def _number_lines(text: str, rows: list[Cells], kinds: set[type]) -> str | None:
+    """``_orjson_lines`` for rows of numbers, None and booleans only (the usual batch)."""
+    if "null" in text:
+        if text.count("null") != list(map(type, chain.from_iterable(rows))).count(NONE):  # NaN/inf too
+            return None
+        text = text.replace("null", "")
+    if bool in kinds:
+        text = text.replace("true", "True").replace("false", "False")
+    if float in kinds and ("e-" in text or "0.0000" in text):
+        text = _SHORT_EXPONENT.sub(r"e-0\1", text)
+        text = _SMALL_FIXED.sub(_small_float, text)
     return text[2:-2].replace("],[", "\r\n") + "\r\n"
 
 

@@ -62,6 +62,9 @@ def test_csv_lines_writes_what_csv_writer_writes() -> None:
     pool = [*STRINGS, *ODD]
     batches += [[(_float(rng), rng.choice(pool), rng.randint(0, 9), rng.choice(pool)) for _ in range(3)]
                 for _ in range(400)]
+    numbers = [None, True, False, 0, -7, 2**63 - 1, math.nan, math.inf, -0.0, 1e-05, 0.00012, 1.5e-07]
+    batches += [[(_float(rng), rng.choice(numbers), rng.choice(numbers)) for _ in range(3)]
+                for _ in range(200)]
     batches += [[(value, value, 1.0)] for value in pool] + [[("",)], [(1.5,)], []]
     batches.append([(10.00001, -100.000012, 0.00001, -0.00009, 1.5e-07, -2e-9, 1e-10, 1e16, 1e-4)])
     for rows in batches:
