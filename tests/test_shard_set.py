@@ -173,3 +173,16 @@ def test_sigterm_to_the_set_drains_every_shard_and_exits_0(tmp_path: Path) -> No
     plain = run_cli("collect", "--out", str(out), "--bind", f"tcp://127.0.0.1:{bus}", "--status-bind", "")
     assert plain.returncode == 1
     assert "holds the state of 2 shards and this collector is one of 1 shard" in plain.stderr
+
+
+def test_collect_with_shards_and_port_0_exits_2_in_one_line(tmp_path: Path) -> None:
+    """tunebus collect --shards 2 --bind ...:0 says why on one line and starts nothing."""
+    from pipeline.testing import run_cli_here
+
+    done = run_cli_here("collect", "--shards", "2", "--bind", "tcp://127.0.0.1:0", "--status-bind", "",
+                        "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "tunebus collect: error: --bind tcp://127.0.0.1:0: --shards needs a fixed port (shard k binds "
+        "port + k), not 0"]
+    assert not (tmp_path / "out").exists()
