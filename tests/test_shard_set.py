@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collector.config import CollectorConfig
-from pipeline.entry.shard_set import child_argv, plan_shards
+from pipeline.entry.shard_set import ShardPlan, ShardSet, child_argv, plan_shards
 from pipeline.producer.sender import Sender, SenderConfig
 from pipeline.testing import run_cli, wait_for
 from pipeline.wire.codec import encode_event
@@ -186,3 +186,34 @@ def test_collect_with_shards_and_port_0_exits_2_in_one_line(tmp_path: Path) -> N
         "tunebus collect: error: --bind tcp://127.0.0.1:0: --shards needs a fixed port (shard k binds "
         "port + k), not 0"]
     assert not (tmp_path / "out").exists()
+
+
+class _Scripted(ShardSet):
+    """A set whose shard k runs ``scripts[k]`` (Python source) instead of a collector."""
+
+    def __init__(self, scripts: list[str], max_restarts: int = 2) -> None:
+        plan = ShardPlan(tuple(f"tcp://127.0.0.1:{k + 1}" for k in range(len(scripts))),
+                         ("",) * len(scripts), (None,) * len(scripts))
+        super().__init__(plan, [], max_restarts=max_restarts, first_delay_s=0.01)
+        self.scripts = scripts
+
+    def command(self, index: int) -> list[str]:
+        return [sys.executable, "-c", self.scripts[index]]
+
+
+KILLS_ITSELF = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+WAITS_FOR_SIGTERM = ("import signal, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+                     "signal.pause()")
+
+
+def test_a_shard_killed_again_and_again_is_restarted_a_bounded_number_of_times() -> None:
+    """A shard that keeps dying by a signal is restarted max_restarts times, then the set stops, exit 1."""
+    shards = _Scripted([WAITS_FOR_SIGTERM, KILLS_ITSELF], max_restarts=2)
+    assert shards.run() == 1
+    assert shards.restarts == [0, 2]
+
+
+def test_a_shard_that_exits_0_stops_the_set_and_one_that_fails_stops_it_with_its_status() -> None:
+    """Exit 0 (a drain asked by tunebus stop) stops the others, status 0; exit 3 stops them, status 3."""
+    assert _Scripted([WAITS_FOR_SIGTERM, "raise SystemExit(0)"]).run() == 0
+    assert _Scripted([WAITS_FOR_SIGTERM, "raise SystemExit(3)"]).run() == 3

@@ -23,6 +23,8 @@ log = logging.getLogger("tunebus")
 
 MAX_RESTARTS = 5
 """Restarts of one shard killed by a signal before the set gives up (and stops, exit 1)."""
+FIRST_RESTART_DELAY_S = 0.5
+"""The first restart's wait; each next one waits twice as long, up to ``MAX_RESTART_DELAY_S``."""
 MAX_RESTART_DELAY_S = 8.0
 POLL_S = 0.2
 """How often the supervisor looks at a signal it was sent (its handler only notes it)."""
@@ -125,8 +127,11 @@ class ShardSet:
     set returns once each has written everything it received.
     """
 
-    def __init__(self, plan: ShardPlan, argv: Sequence[str]) -> None:
+    def __init__(self, plan: ShardPlan, argv: Sequence[str], max_restarts: int = MAX_RESTARTS,
+                 first_delay_s: float = FIRST_RESTART_DELAY_S) -> None:
         self.plan = plan
+        self.max_restarts = max_restarts
+        self.first_delay_s = first_delay_s
         self.argv = child_argv(argv)
         self.count = len(plan.binds)
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * self.count
@@ -183,15 +188,15 @@ class ShardSet:
                 log.error("shard %d exited with status %d; stopping the other shards", index, code)
                 self._stop_all()
                 return code
-            if self.restarts[index] >= MAX_RESTARTS:
+            if self.restarts[index] >= self.max_restarts:
                 log.error("shard %d was killed by %s %d times; giving up, stopping the other shards",
                           index, signal.Signals(-code).name, self.restarts[index] + 1)
                 self._stop_all()
                 return 1
+            delay = min(self.first_delay_s * 2 ** self.restarts[index], MAX_RESTART_DELAY_S)
             self.restarts[index] += 1
-            delay = min(0.25 * 2 ** self.restarts[index], MAX_RESTART_DELAY_S)
             log.warning("shard %d was killed by %s; restart %d of at most %d in %.1fs", index,
-                        signal.Signals(-code).name, self.restarts[index], MAX_RESTARTS, delay)
+                        signal.Signals(-code).name, self.restarts[index], self.max_restarts, delay)
             due[index] = time.monotonic() + delay
 
     def _spawn(self, index: int) -> None:
