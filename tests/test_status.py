@@ -12,7 +12,7 @@ import pytest
 import zmq
 
 from pipeline.collector.assembly import CollectorConfig, build_collector
-from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot, SinkSnapshot
+from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot, ShardSnapshot, SinkSnapshot
 from pipeline.collector.status import StatusServer
 from pipeline.collector.throughput import RateWindow, ThroughputLog, summary_line
 from pipeline.ops.status_client import ask_status
@@ -143,6 +143,13 @@ def test_summary_line_names_the_worst_sink_lag() -> None:
     line = summary_line(snap, {"events": 5.0, "sinks.json": 5.0, "sinks.aim": 1.0})
     assert "5 events/s in" in line and "aim 1/s" in line
     assert "sink 7 events (aim)" in line and "producer 4 unacked" in line and "dropped 2" in line
+    assert line.startswith("throughput: ")
+
+
+def test_a_shards_summary_line_says_which_shard_it_is() -> None:
+    """N shards log to one terminal: each line starts with its shard's place."""
+    snap = CollectorSnapshot(shard=ShardSnapshot(1, 2, ()))
+    assert summary_line(snap, {}).startswith("shard 1 of 2 throughput: 0 events/s in")
 
 
 @pytest.mark.slow  # a collector child process and three CLI processes

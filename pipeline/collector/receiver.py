@@ -133,8 +133,10 @@ class Collector:
         if self.curve:
             extras.append(asyncio.create_task(watch_handshakes(sock, self.refusals), name="handshakes"))
         self.ready.set()
-        log.info("collecting on %s into %s (sinks %s); CurveZMQ %s; stop with Ctrl-C or SIGTERM, "
-                 "which writes everything received first", self.address, self.out or "?",
+        log.info("collecting on %s%s into %s (sinks %s); CurveZMQ %s; stop with Ctrl-C or SIGTERM, "
+                 "which writes everything received first", self.address,
+                 f" as shard {self.shard.index} of {self.shard.count}" if self.shard.count > 1 else "",
+                 self.out or "?",
                  ", ".join(w.name for w in self.fanout.workers), "on" if self.curve else "off")
         if self.curve is None and not _local(self.address):
             log.warning("the bus listens on %s without CurveZMQ: anyone who can reach it can write "

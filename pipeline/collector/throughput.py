@@ -57,7 +57,9 @@ def summary_line(snapshot: CollectorSnapshot, rates: Mapping[str, float]) -> str
     written = " ".join(f"{n} {rates.get(f'sinks.{n}', 0.0):.0f}/s" for n in sinks)
     sink_lag = max(((s.lag, n) for n, s in sinks.items()), default=(0, "-"))
     producer_lag = max((p.lag for p in snapshot.producers.values()), default=0)
-    return (f"throughput: {rates.get('events', 0.0):.0f} events/s in; written {written}; "
+    shard = snapshot.shard
+    place = f"shard {shard.index} of {shard.count} " if shard.count > 1 else ""
+    return (f"{place}throughput: {rates.get('events', 0.0):.0f} events/s in; written {written}; "
             f"lag: sink {sink_lag[0]} events ({sink_lag[1]}), producer {producer_lag} unacked; "
             f"queued {snapshot.queue_depth}; quarantined {snapshot.quarantined}, "
             f"dropped {snapshot.dropped}")
