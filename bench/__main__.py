@@ -15,7 +15,7 @@ from bench.harness import REPO, RESULTS_DIR, child_env
 __all__ = ["BENCHES", "available", "main", "run_one"]
 
 BENCHES = ("driver_cost", "throughput", "latency", "isolation", "sweep", "saturation", "sinks", "filters",
-           "worker_log", "many_trials")
+           "worker_log", "many_trials", "shards")
 """In run order; ``sinks`` (per-sink results/s against Tune's callbacks) runs when bench/sinks.py exists."""
 TIMEOUT_S = {True: 300, False: 3_600}
 

@@ -24,6 +24,7 @@ EXPECTED_KEYS = {
     "filters": {"tensorboard", "chains"},
     "worker_log": {"runs", "vs_bare", "every_point_in_tensorboard", "target"},
     "many_trials": {"runs", "trials", "open_at_once"},
+    "shards": {"runs", "best_per_s", "two_over_one", "producers"},
 }
 COMMON_KEYS = {"bench", "quick", "elapsed_s", "machine"}
 
