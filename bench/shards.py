@@ -19,6 +19,8 @@ __all__ = ["main", "measure"]
 
 SINKS = ("json", "csv")
 PRODUCERS = 4
+TRIALS = 8
+"""Trials each producer spreads its results over (a driver runs many), so that shards share them."""
 INFLIGHT_TOTAL = 40_000
 
 
@@ -27,6 +29,10 @@ class _Together:
 
     def __init__(self, pids: list[int]) -> None:
         self.procs = [psutil.Process(pid) for pid in pids]
+
+    def children(self, recursive: bool = False) -> list[psutil.Process]:
+        """None of its own: the shard children are the processes themselves."""
+        return []
 
     def cpu_times(self) -> SimpleNamespace:
         user = system = 0.0
@@ -40,8 +46,8 @@ class _Together:
 
 
 def measure(shards: int, root: Path, warm_s: float, window_s: float, drain_s: float) -> dict[str, Any]:
-    """``shards`` collector actors on this node, PRODUCERS processes flat out, producer i's trial on
-    shard i % shards (what hashing many trials gives on average); delivered results/s in the window."""
+    """``shards`` collector actors on this node, PRODUCERS processes flat out, each spreading its
+    results over TRIALS trials routed to their shards by ``shard_of``; delivered results/s in the window."""
     from pipeline.entry.ray_actor import start_collector_on_ray, stop_collector_on_ray
 
     name = f"tunebus-bench-shards-{shards}-{time.time_ns() & 0xFFFFFF:x}"
@@ -50,9 +56,10 @@ def measure(shards: int, root: Path, warm_s: float, window_s: float, drain_s: fl
     try:
         every = found.shards or (found,)
         addresses = [s.address for s in every]
-        specs = [LoadSpec(addresses[i % shards], i, warm_s=warm_s, window_s=window_s,
+        specs = [LoadSpec(addresses[0], i, warm_s=warm_s, window_s=window_s,
                           max_inflight=INFLIGHT_TOTAL // PRODUCERS, drain_s=drain_s,
-                          spool_dir=str(root / "spool"))
+                          spool_dir=str(root / "spool"), trials=TRIALS,
+                          shards=tuple(addresses) if shards > 1 else ())
                  for i in range(PRODUCERS)]
         collector = cast(CollectorProcess, SimpleNamespace(proc=_Together([s.pid for s in every])))
         run = run_load(collector, specs)
