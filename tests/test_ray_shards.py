@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import ray
 from ray import tune
@@ -136,6 +137,12 @@ def one_shard_files(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) 
     return files
 
 
+def _shard_marks(storage: Path, shard: int) -> list[str]:
+    """The producer streams shard ``shard``'s JSON ledger has marks for."""
+    ledger = storage / ".tunebus" / f"shard-{shard}" / "ledger-json.json"
+    return list(orjson.loads(ledger.read_bytes())["marks"])
+
+
 def test_shards_land_one_per_node_share_one_key_set_and_hand_out_the_map(
         cluster: Cluster, names: list[str], tmp_path: Path) -> None:
     """Two shards on the two nodes, one client key pair for both (nowhere under out); the first
@@ -182,6 +189,8 @@ def test_a_sweep_through_two_shards_writes_what_one_collector_writes_and_stop_dr
     found = start_collector_on_ray(out=storage, name=name, shards=2, sinks=SINKS)
     _sweep(storage, found)
     assert _files(storage) == one_shard_files
+    for k in range(2):  # each shard's ledger holds its own stream of the driver's, no other
+        assert [mark.rsplit(".", 1)[1] for mark in _shard_marks(storage, k)] == [f"s{k}"]
 
     env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "stop", "--ray", name],
@@ -202,6 +211,8 @@ def test_kill_9_of_one_shards_collector_mid_sweep_loses_and_doubles_nothing(
     found = start_collector_on_ray(out=storage, name=name, shards=2, sinks=SINKS)
     _sweep(storage, found, kill=[s.pid for s in found.shards])
     assert _files(storage) == one_shard_files
+    for k in range(2):
+        assert [mark.rsplit(".", 1)[1] for mark in _shard_marks(storage, k)] == [f"s{k}"]
 
     after = find_collector_on_ray(name)
     assert after is not None
