@@ -73,6 +73,28 @@ def test_a_submit_wakes_a_sleeping_sender(tmp_path: Path, router: tuple[zmq.Sock
     assert not sender.running
 
 
+def test_acks_do_not_make_a_sender_send_more_often_than_its_interval(
+        tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
+    """An ack answered at once by a new submit waits for the send interval: frames per second stay bounded."""
+    sock, address = router
+    sender = Sender(address, "lingers", SenderConfig(spool_dir=str(tmp_path / "spool"), send_interval_s=0.2,
+                                                     resend_after_s=LONG_S))
+    seq, frames = 0, 0
+    sender.submit(seq, start_event("lingers"))
+    deadline = time.monotonic() + 1.0
+    while (left := deadline - time.monotonic()) > 0:
+        if not sock.poll(int(left * 1000) + 1):
+            break
+        identity, raw = sock.recv_multipart()
+        frames += 1
+        seq = decode_frame(raw).events[-1].seq
+        sock.send_multipart([identity, msgpack.packb(["ack", seq])])
+        seq += 1
+        sender.submit(seq, start_event("lingers", seq))  # each ack would otherwise send the next frame
+    sender.close()
+    assert 2 <= frames <= 1.0 / 0.2 + 2, f"{frames} frames in 1 s with a 0.2 s send interval"
+
+
 def test_an_event_over_max_event_bytes_leaves_with_its_bulky_values_noted(
         tmp_path: Path, router: tuple[zmq.Socket[Any], str]) -> None:
     """The sender thread, not the driver, brings an oversized event under the limit before it travels."""

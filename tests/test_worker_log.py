@@ -114,3 +114,19 @@ def test_a_failed_sender_drops_calls_instead_of_raising_in_the_loop(tmp_path: Pa
     before = producer.dropped
     producer.log({"a": 2.0}, head=HEAD)  # would raise RuntimeError without the guard
     assert producer.dropped == before + 1
+
+
+def test_a_workers_sender_sends_no_more_often_than_the_worker_interval(tmp_path: Path) -> None:
+    """The driver's 5 ms send interval becomes the worker's 50 ms; a longer one is kept."""
+    producer = WorkerLog(_target(tmp_path))
+    slow = WorkerLog(BusTarget("tcp://127.0.0.1:9", None, SenderConfig(spool_dir=str(tmp_path / "s"),
+                                                                       send_interval_s=0.5)))
+    try:
+        producer.log({"x": 1.0}, head=HEAD)
+        slow.log({"x": 1.0}, head=HEAD)
+        [sender], [slow_sender] = producer.senders, slow.senders
+        assert sender.config.send_interval_s == worker_log.WORKER_SEND_INTERVAL_S
+        assert slow_sender.config.send_interval_s == 0.5
+    finally:
+        producer.close()
+        slow.close()

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import threading
@@ -20,9 +21,10 @@ from pipeline.producer.sender import Sender
 from pipeline.producer.shard_lookup import SHARD_LOOKUP_TIMEOUT_S, lookup_shards
 from pipeline.producer.stream import ProducerStream
 from pipeline.producer.worker_context import WorkerHead, context_token, resolve_head
+from pipeline.wire.codec import EventEncoder
 from pipeline.wire.events import Kind
 
-__all__ = ["EXIT_FLUSH_S", "WorkerLog", "configure", "flush", "log"]
+__all__ = ["EXIT_FLUSH_S", "WORKER_SEND_INTERVAL_S", "WorkerLog", "configure", "flush", "log"]
 
 _log = logging.getLogger(__name__)
 
@@ -30,6 +32,9 @@ EXIT_FLUSH_S = 10.0
 """How long process exit waits for the collector to confirm a worker's events; the rest is spooled."""
 LOOKUP_INTERVAL_S = 5.0
 """How often a worker that found no collector to send to looks again (calls in between are dropped)."""
+WORKER_SEND_INTERVAL_S = 0.05
+"""The least time between a worker's frames: its sender thread then takes the training loop's GIL
+about 20 times a second rather than 200 (the driver's ``send_interval_s`` still applies if longer)."""
 LOG = Kind.LOG.value
 
 
@@ -94,7 +99,10 @@ class WorkerLog:
         """The stream, on the driver's shard map; a ``TUNEBUS_ADDRESS`` target asks the collector."""
         target = self.target
         shards = target.shards or lookup_shards(target.address, target.curve, SHARD_LOOKUP_TIMEOUT_S)
-        self._out = ProducerStream(self.stream, shards, target.sender, target.curve,
+        config = target.sender
+        if config.send_interval_s < WORKER_SEND_INTERVAL_S:
+            config = dataclasses.replace(config, send_interval_s=WORKER_SEND_INTERVAL_S)
+        self._out = ProducerStream(self.stream, shards, config, target.curve, encode=EventEncoder().encode,
                                    dropping="pipeline.log calls are dropped")
         return self._out
 
