@@ -70,10 +70,12 @@ class CollectorProcess:
 
     With ``shards`` > 1 it is ``collect --shards N`` (a supervisor and N collector children on
     consecutive ports): ``addresses`` lists every shard's bus, ``address`` is the first, and
-    CPU and RSS count the children.
+    CPU and RSS count the children. ``nice`` > 0 starts it under ``nice -n``: it then takes
+    what the other processes leave.
     """
 
-    def __init__(self, out: Path, sinks: Sequence[str], *flags: str, shards: int = 1) -> None:
+    def __init__(self, out: Path, sinks: Sequence[str], *flags: str, shards: int = 1,
+                 nice: int = 0) -> None:
         self.out = out
         self.sinks = tuple(sinks)
         if shards > 1:
@@ -83,7 +85,8 @@ class CollectorProcess:
             self.addresses = (free_address(),)
         self.address = self.addresses[0]
         sharding = ("--shards", str(shards)) if shards > 1 else ()
-        cmd = [sys.executable, "-m", "bench.collect", "collect", "--bind", self.address, *sharding,
+        cmd = [*(("nice", "-n", str(nice)) if nice else ()),
+               sys.executable, "-m", "bench.collect", "collect", "--bind", self.address, *sharding,
                "--out", str(out), "--sinks", ",".join(self.sinks), "--log-level", "WARNING",
                *(() if "--status-bind" in flags else ("--status-bind", "")), *flags]
         self.popen = subprocess.Popen(cmd, cwd=REPO, env=child_env())
