@@ -91,11 +91,12 @@ def _run(mode: str, round_: int, steps: int, out: Path, address: str) -> dict[st
     from pipeline import TrainBusCallback
 
     callbacks = [TrainBusCallback(address)] if mode in BUS_MODES else []
+    storage = out / mode if mode in BUS_MODES else out  # where that mode's collector writes
     DataParallelTrainer(
         train_fn, train_loop_config={"mode": mode, "steps": steps, "out": str(out), "round": round_},
         scaling_config=ray.train.ScalingConfig(num_workers=WORKERS),
-        run_config=ray.train.RunConfig(name=f"{mode}-{round_}", storage_path=str(out), callbacks=callbacks,
-                                       worker_runtime_env={"env_vars": SINGLE_THREAD}),  # type: ignore[call-arg]  # Train V2 takes it; the stubs are V1's
+        run_config=ray.train.RunConfig(name=f"{mode}-{round_}", storage_path=str(storage),
+                                       callbacks=callbacks, worker_runtime_env={"env_vars": SINGLE_THREAD}),  # type: ignore[call-arg]  # Train V2 takes it; the stubs are V1's
     ).fit()
     times = [json.loads((out / f"{mode}-{round_}-rank{r}.json").read_text()) for r in range(WORKERS)]
     return {"mode": mode, "round": round_, "loop_s": round(max(t["loop_s"] for t in times), 3),
