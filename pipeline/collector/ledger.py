@@ -75,6 +75,8 @@ class Ledger:
         self.dirs: dict[str, dict[str, FileMark]] = {}
         self.filters: Any = None
         """The sink's filter state (``filters.filter_states``) as of the committed marks."""
+        self._batch: tuple[list[Event], list[str]] | None = None
+        """The batch ``before`` was given and its trial directories, until ``after``."""
         self._load()
 
     def _load(self) -> None:
@@ -98,7 +100,7 @@ class Ledger:
 
     def before(self, events: list[Event]) -> None:
         """Record the files of trial directories this batch is the first to touch."""
-        new = [d for d in _trial_dirs(events) if d not in self.dirs]
+        new = [d for d in self._trial_dirs(events) if d not in self.dirs]
         if new:
             dirs = dict(self.dirs)
             for rel in new:
@@ -109,7 +111,7 @@ class Ledger:
         """Record what the batch wrote: new file sizes, each producer's last seq and, with
         them, ``filters``: the state of the sink's filters after the batch."""
         dirs = dict(self.dirs)
-        for rel in _trial_dirs(events):
+        for rel in self._trial_dirs(events, last_use=True):
             old = dirs.get(rel, {})
             dirs[rel] = {name: self._mark(path, old.get(name)) for name, path in self._files(rel)}
         marks = dict(self.marks)
@@ -121,6 +123,13 @@ class Ledger:
             for rel in _closed_dirs(events, dirs):
                 del dirs[rel]
         self._commit(marks, dirs, self._forget_ended(ended_now, marks), filters)
+
+    def _trial_dirs(self, events: list[Event], last_use: bool = False) -> list[str]:
+        """``_trial_dirs(events)``: found once for the batch that ``before`` then ``after`` are given."""
+        batch = self._batch
+        dirs = batch[1] if batch is not None and batch[0] is events else _trial_dirs(events)
+        self._batch = None if last_use else (events, dirs)
+        return dirs
 
     def _forget_ended(self, ended_now: list[str], marks: dict[str, int]) -> dict[str, float]:
         """The end times with ``ended_now`` added; runs ended over ``ended_ttl_s`` ago are
