@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import operator
 import os
@@ -195,10 +196,16 @@ class Ledger:
                     self._cut(path, mark)
 
     def _files(self, rel: str) -> Iterable[tuple[str, Path]]:
+        """The files of trial directory ``rel`` that match ``appends`` (one directory read, not a glob
+        per pattern: this runs for every directory of every batch)."""
         directory = self.out / rel
-        if not directory.is_dir():
+        try:
+            with os.scandir(directory) as entries:
+                files = [entry.name for entry in entries if entry.is_file()]
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return [(p.name, p) for pattern in self.appends for p in directory.glob(pattern) if p.is_file()]
+        return [(name, directory / name) for pattern in self.appends
+                for name in fnmatch.filter(files, pattern)]
 
     def _mark(self, path: Path, old: FileMark | None, size: int | None = None) -> FileMark:
         """``path``'s state, or that of its first ``size`` bytes."""
