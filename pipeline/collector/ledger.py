@@ -17,7 +17,7 @@ import orjson
 from pipeline.wire.events import Event, Kind
 from sinks.lineage import orphan_path
 
-__all__ = ["Ledger"]
+__all__ = ["Ledger", "last_seqs"]
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ ENDS = frozenset({Kind.TRIAL_COMPLETE.value, Kind.TRIAL_ERROR.value})
 EXPERIMENT_END = Kind.EXPERIMENT_END.value
 CLOSING = ENDS | {EXPERIMENT_END}
 # Event fields read per event in C, not in a Python loop: a batch holds thousands.
-_KIND, _PRODUCER, _SEQ = (operator.itemgetter(Event._fields.index(f)) for f in ("kind", "producer", "seq"))
+_KIND, _PRODUCER = (operator.itemgetter(Event._fields.index(f)) for f in ("kind", "producer"))
 _DIR = operator.itemgetter(Event._fields.index("experiment"), Event._fields.index("trial_dir"))
 HEAD_BYTES = 65_536
 
@@ -94,8 +94,8 @@ class Ledger:
         """``events`` without those this sink already wrote before a restart."""
         marks = self.marks
         # Each producer's events come in rising seq: if its first one is fresh, all are (the usual batch).
-        firsts = dict(zip(map(_PRODUCER, reversed(events)), map(_SEQ, reversed(events))))
-        if all(seq > marks.get(producer, -1) for producer, seq in firsts.items()):
+        firsts = dict(zip(map(_PRODUCER, reversed(events)), reversed(events)))
+        if all(first.seq > marks.get(producer, -1) for producer, first in firsts.items()):
             return events
         return [e for e in events if e.seq > marks.get(e.producer, -1)]
 
@@ -116,7 +116,7 @@ class Ledger:
             old = dirs.get(rel, {})
             dirs[rel] = {name: self._mark(path, old.get(name)) for name, path in self._files(rel)}
         marks = dict(self.marks)
-        marks.update(zip(map(_PRODUCER, events), map(_SEQ, events)))  # each producer's last seq
+        marks.update(last_seqs(events))
         kinds = set(map(_KIND, events))
         ended_now = [] if EXPERIMENT_END not in kinds else [
             e.producer for e in events if e.kind == EXPERIMENT_END]
@@ -251,6 +251,13 @@ class Ledger:
         tmp.write_bytes(orjson.dumps(state))
         os.replace(tmp, self.path)
         self.marks, self.dirs, self.ended, self.filters = marks, dirs, ended, filters
+
+
+def last_seqs(events: list[Event]) -> dict[str, int]:
+    """Each producer's last seq in ``events``, reading only those events' seqs (each is an int of
+    its own in memory: reading every one costs a cache miss per event)."""
+    lasts = dict(zip(map(_PRODUCER, events), events))
+    return {producer: event.seq for producer, event in lasts.items()}
 
 
 def _trial_dirs(events: list[Event]) -> list[str]:

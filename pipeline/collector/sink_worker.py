@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import operator
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +16,7 @@ import orjson
 
 from pipeline.collector.backlog import SinkBacklog
 from pipeline.collector.filters import Filter, apply_filters, filter_states, restore_filters
-from pipeline.collector.ledger import Ledger
+from pipeline.collector.ledger import Ledger, last_seqs
 from pipeline.collector.sink_queue import EventQueue
 from pipeline.collector.snapshot import SinkSnapshot
 from pipeline.wire.events import Event
@@ -27,7 +26,6 @@ __all__ = ["BatchPolicy", "SinkStats", "SinkWorker"]
 
 log = logging.getLogger(__name__)
 
-_PRODUCER, _SEQ = (operator.itemgetter(Event._fields.index(f)) for f in ("producer", "seq"))
 MAX_RETRY_DELAY_S = 30.0
 POISON_AFTER = 3
 """Failures of one batch with a data error before it is tried event by event to find poison."""
@@ -129,7 +127,7 @@ class SinkWorker:
         try:
             while batch := await self.queue.get_batch(self.policy.max_events, self.policy.linger_s):
                 written = await self._write(loop, batch)
-                self.marks.update(zip(map(_PRODUCER, written), map(_SEQ, written)))  # each one's last
+                self.marks.update(last_seqs(written))
                 self.on_progress()
         finally:
             await loop.run_in_executor(self._thread, close_all, self.sink, self.trials)
