@@ -136,3 +136,16 @@ async def test_status_follows_the_map_and_shows_a_silent_shard_as_such(tmp_path:
     shown = render_shards(answers)
     assert shown.startswith("2 shards, 1 answering")
     assert f"== shard 1 of 2, status {silent}: NO ANSWER (no answer from {silent} within 1s)" in shown
+
+
+def test_shards_refuse_an_out_a_plain_collector_has_just_taken(tmp_path: Path) -> None:
+    """A plain collector holding --out's lock, before any ledger of it exists, keeps shards out."""
+    from pipeline.collector.out_lock import OutLock
+
+    lock = OutLock(tmp_path / ".tunebus", "tcp://127.0.0.1:1")
+    try:
+        with pytest.raises(ShardCountMismatch, match=r"in use by a plain collector \(pid \d+\) and this"):
+            check_shard_count(tmp_path, 2)
+    finally:
+        lock.release()
+    check_shard_count(tmp_path, 2)

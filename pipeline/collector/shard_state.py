@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
 import orjson
 
+from pipeline.collector.out_lock import LOCK_FILE
 from sinks.base import STATE_DIR
 
 __all__ = ["SHARDS_FILE", "ShardCountMismatch", "check_shard_count", "shard_state_dir"]
@@ -43,6 +45,11 @@ def check_shard_count(out: Path, count: int) -> None:
             f"{out} holds the state of {_shards(recorded)} and this collector is one of {_shards(count)}: "
             f"start {recorded} shard(s) on it (tunebus collect --shards {recorded}) or use another --out")
     if recorded is None and count > 1:
+        holder = _plain_holder(state)
+        if holder is not None:  # started a moment ago: no ledger of it yet
+            raise ShardCountMismatch(f"{out} is in use by a plain collector (pid {holder}) and this "
+                                     f"collector is one of {_shards(count)}: stop it first or use "
+                                     "another --out")
         state.mkdir(parents=True, exist_ok=True)
         tmp = state / f"{SHARDS_FILE}.{os.getpid()}.tmp"
         tmp.write_bytes(orjson.dumps({"count": count}))
@@ -61,6 +68,22 @@ def _recorded(state: Path) -> int | None:
             raise ShardCountMismatch(f"{path} records {count!r} shards; remove it if no shard ran here")
         return count
     return 1 if any(state.glob("ledger-*.json")) else None
+
+
+def _plain_holder(state: Path) -> str | None:
+    """The pid of a plain collector holding ``<out>/.tunebus``'s lock, None if none does. Probed
+    shared, so shards starting together do not refuse each other."""
+    try:
+        fd = os.open(state / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return (os.pread(fd, 64, 0).decode(errors="replace").split() or ["?"])[0]
+    finally:
+        os.close(fd)
+    return None
 
 
 def _shards(count: int) -> str:
