@@ -16,12 +16,13 @@ import pytest
 import zmq
 
 from bench.trials import real_trials, trial_dir_name
-from pipeline import BusCallback, TrainBusCallback
+from pipeline import BusCallback, SenderConfig, TrainBusCallback
 from pipeline.testing import curve_pair, running_collector
 from pipeline.wire.codec import decode_frame
 from pipeline.wire.events import Event, Kind
 from pipeline.wire.shards import shards_reply
 from pipeline.wire.sockets import CurveKeys
+from tests.shard_routers import ShardRouter
 
 
 class AckingCollector(threading.Thread):
@@ -167,6 +168,8 @@ def test_keeping_tunes_loggers_by_flag_keeps_them(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(("bad", "message"), [
     ({"address": "localhost:5555"}, "address must start with one of .*, got 'localhost:5555'"),
     ({"end_timeout_s": -1}, "end_timeout_s must be >= 0, got -1"),
+    ({"shard_lookup_timeout_s": -1}, "shard_lookup_timeout_s must be >= 0 and finite, got -1"),
+    ({"shard_lookup_timeout_s": float("inf")}, "shard_lookup_timeout_s must be >= 0 and finite, got inf"),
     ({"curve_secret_key": "only-one.key_secret"}, "CurveZMQ needs both curve_secret_key and curve_server_"),
     ({"curve": CurveKeys(b"p" * 40, b"s" * 40)}, "curve must be CurveKeys with the collector's public key"),
     ({"curve": CurveKeys(b"p" * 40, b"s" * 40, b"v" * 40), "curve_secret_key": "a.key_secret",
@@ -198,3 +201,34 @@ async def test_curve_keys_given_as_keys_reach_a_curve_collector_and_survive_pick
         finally:
             callback.close()
         assert collector.snapshot().events == 1 and collector.snapshot().refused == 0
+
+
+def test_setup_asks_for_the_shard_map_once_per_process_and_an_unpickled_copy_asks_again(
+        tmp_path: Path) -> None:
+    """setup sends its event to every shard the first address names; a copy (Tuner.restore) asks anew."""
+    with ShardRouter() as first, ShardRouter() as second:
+        first.shards = (first.address, second.address)
+        callback = BusCallback(first.address, sender=SenderConfig(spool_dir=str(tmp_path)))
+        assert callback.shards == ()
+        callback.setup()
+        copy = pickle.loads(pickle.dumps(callback))
+        assert callback.shards == (first.address, second.address) and copy.shards == ()
+        copy.setup()
+        assert copy.shards == callback.shards and copy.stream != callback.stream
+        for cb in (callback, copy):
+            assert cb.flush(20.0)
+            cb.close()
+        assert len(first.hellos) == 2 and not second.hellos
+    for k, router in enumerate((first, second)):
+        streams = sorted(f"{cb.stream}.s{k}" for cb in (callback, copy))
+        assert sorted(e.producer for e in router.events) == streams
+        assert {e.kind for e in router.events} == {Kind.SETUP}
+
+
+def test_a_callback_pickled_before_shard_maps_unpickles_with_the_default_lookup() -> None:
+    """A tuner.pkl of an older tunebus has no shard_lookup_timeout_s: the copy gets 2 s."""
+    state = BusCallback("tcp://127.0.0.1:1").__getstate__()
+    del state["shard_lookup_timeout_s"]
+    copy = BusCallback.__new__(BusCallback)
+    copy.__setstate__(state)
+    assert copy.shard_lookup_timeout_s == 2.0 and copy.shards == () and copy.dropped == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -15,7 +16,9 @@ from pipeline.producer.sender import FullPolicy, SenderConfig
 from pipeline.producer.worker_context import WorkerHead
 from pipeline.producer.worker_log import WorkerLog
 from pipeline.testing import curve_pair, running_collector
+from pipeline.wire.shards import shard_of
 from pipeline.wire.sockets import CurveKeys
+from tests.shard_routers import ShardRouter
 
 HEAD = WorkerHead("exp", "t1", "dir_t1", rank=1, world_size=2)
 
@@ -27,8 +30,39 @@ def _target(tmp_path: Path, address: str = "tcp://127.0.0.1:9") -> BusTarget:
 def test_a_target_travels_as_json_with_its_keys_and_sender_settings() -> None:
     """Address, Curve keys and every sender setting survive the trip through Ray's key-value store."""
     target = BusTarget("tcp://h:1", CurveKeys(b"p" * 40, b"s" * 40, b"v" * 40),
-                       SenderConfig(max_buffer_events=7, when_full=FullPolicy.BLOCK))
+                       SenderConfig(max_buffer_events=7, when_full=FullPolicy.BLOCK), ("tcp://h:1", "tcp://h:2"))
     assert BusTarget.from_json(target.to_json()) == target
+
+
+def test_a_target_published_or_pickled_before_shard_maps_sends_to_its_address() -> None:
+    """An older driver's JSON (no shards) or pickle (three fields) reads as one shard, never a lookup."""
+    old_json = json.dumps({"address": "tcp://h:1", "curve": None, "sender": {}}).encode()
+    assert BusTarget.from_json(old_json).shards == ("tcp://h:1",)
+    old_pickle = BusTarget.__new__(BusTarget)
+    old_pickle.__setstate__(["tcp://h:1", None, SenderConfig()])  # what pickle does with an older state
+    assert old_pickle == BusTarget("tcp://h:1", None, SenderConfig(), ("tcp://h:1",))
+    new = BusTarget("tcp://h:1", None, SenderConfig(), ("tcp://h:1", "tcp://h:2"))
+    assert pickle.loads(pickle.dumps(new)) == new
+
+
+def test_a_tunebus_address_target_asks_for_the_map_and_routes_each_trial(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TUNEBUS_ADDRESS names the first shard only: the worker asks it, then sends each trial to its shard."""
+    with ShardRouter() as first, ShardRouter() as second:
+        first.shards = (first.address, second.address)
+        monkeypatch.setenv(ENV_ADDRESS, first.address)
+        target = lookup_target()
+        assert target is not None and target.shards == ()
+        producer = WorkerLog(dataclasses.replace(target, sender=SenderConfig(spool_dir=str(tmp_path))))
+        trials = [f"t{i}" for i in range(8)]
+        for trial in trials:
+            producer.log({"a": 1.0}, head=WorkerHead("exp", trial, f"dir_{trial}", rank=0, world_size=1))
+        assert producer.flush(20)
+        producer.close()
+    assert len(first.hellos) == 1 and not second.hellos
+    for k, router in enumerate((first, second)):
+        assert [e.trial for e in router.events] == [t for t in trials if shard_of(t, 2) == k]
+        assert {e.producer for e in router.events} <= {f"{producer.stream}.s{k}"}
 
 
 def test_tunebus_address_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
