@@ -19,6 +19,7 @@ import ray
 from ray import tune
 from ray.cluster_utils import Cluster
 
+import pipeline
 from pipeline import BusCallback
 from pipeline.entry.ray_actor import (
     RayCollector,
@@ -79,7 +80,8 @@ def _name(names: list[str]) -> str:
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """Deterministic results; with ``kill`` set, one trial kills its shard's collector child at KILL_AT."""
+    """Deterministic results and pipeline.log calls; with ``kill`` set, one trial kills its shard's
+    collector child at KILL_AT."""
     trial_id = tune.get_context().get_trial_id()
     for i in range(ITERATIONS):
         if config["kill"] and i == KILL_AT:
@@ -89,7 +91,9 @@ def trainable(config: dict[str, Any]) -> None:
                 os.kill(pids[shard_of(trial_id, len(pids))], signal.SIGKILL)
             except FileExistsError:
                 pass
+        pipeline.log({"batch": i, "lr": config["lr"]})
         tune.report({"loss": config["lr"] * (ITERATIONS - i), "i": i, "nested": {"a": i}})
+    assert pipeline.flush_logs(30)
 
 
 def _sweep(storage: Path, found: RayCollector, kill: list[int] | None = None) -> None:
@@ -117,6 +121,8 @@ def _files(storage: Path) -> dict[str, Any]:
         trials[trial.name.split("_")[2]] = {
             "json": [_stable(json.loads(line)) for line in (trial / "result.json").read_text().splitlines()],
             "csv": [_stable(row) for row in rows],
+            "worker_log": [{k: v for k, v in json.loads(line).items() if k != "timestamp"}
+                           for line in (trial / "worker_log.json").read_text().splitlines()],
             "params": {k: v for k, v in json.loads((trial / "params.json").read_text()).items()
                        if k not in ("kill", "marker")},
         }
@@ -133,7 +139,8 @@ def one_shard_files(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) 
     finally:
         stop_collector_on_ray(name, timeout_s=30)
     files = _files(storage)
-    assert len(files) == TRIALS and all(len(t["json"]) == ITERATIONS for t in files.values())
+    assert len(files) == TRIALS
+    assert all(len(t["json"]) == len(t["worker_log"]) == ITERATIONS for t in files.values())
     return files
 
 
@@ -182,15 +189,17 @@ def test_shards_land_one_per_node_share_one_key_set_and_hand_out_the_map(
 
 def test_a_sweep_through_two_shards_writes_what_one_collector_writes_and_stop_drains_both(
         cluster: Cluster, names: list[str], tmp_path: Path, one_shard_files: dict[str, Any]) -> None:
-    """Same rows in result.json, progress.csv and params.json as through one collector; each shard
+    """Same rows in result.json, progress.csv, worker_log.json and params.json as through one
+    collector, each shard holding only its own streams (the driver's, its trials' workers');
     ``tunebus stop --ray NAME`` drains both and ends both actors."""
     name = _name(names)
     storage = tmp_path / "results"
     found = start_collector_on_ray(out=storage, name=name, shards=2, sinks=SINKS)
     _sweep(storage, found)
     assert _files(storage) == one_shard_files
-    for k in range(2):  # each shard's ledger holds its own stream of the driver's, no other
-        assert [mark.rsplit(".", 1)[1] for mark in _shard_marks(storage, k)] == [f"s{k}"]
+    for k in range(2):  # each shard's ledger holds only its own streams: the driver's, its trials' workers'
+        assert {mark.rsplit(".", 1)[1] for mark in _shard_marks(storage, k)} == {f"s{k}"}
+    assert sum(len(_shard_marks(storage, k)) for k in range(2)) == 2 + TRIALS
 
     env = dict(os.environ, RAY_ADDRESS=ray.get_runtime_context().gcs_address)
     done = subprocess.run([sys.executable, "-m", "pipeline.entry.cli", "stop", "--ray", name],
@@ -212,7 +221,7 @@ def test_kill_9_of_one_shards_collector_mid_sweep_loses_and_doubles_nothing(
     _sweep(storage, found, kill=[s.pid for s in found.shards])
     assert _files(storage) == one_shard_files
     for k in range(2):
-        assert [mark.rsplit(".", 1)[1] for mark in _shard_marks(storage, k)] == [f"s{k}"]
+        assert {mark.rsplit(".", 1)[1] for mark in _shard_marks(storage, k)} == {f"s{k}"}
 
     after = find_collector_on_ray(name)
     assert after is not None
