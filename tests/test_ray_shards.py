@@ -59,7 +59,7 @@ def cluster() -> Iterator[Cluster]:
         yield nodes
     finally:
         ray.shutdown()
-        nodes.shutdown()
+        nodes.shutdown()  # type: ignore[no-untyped-call]  # Ray's, untyped
         if had_local:
             init_local_ray()
 
@@ -157,7 +157,7 @@ def test_shards_land_one_per_node_share_one_key_set_and_hand_out_the_map(
     name = _name(names)
     found = start_collector_on_ray(out=tmp_path, name=name, shards=2, sinks=SINKS)
     assert [s.name for s in found.shards] == [name, f"{name}-shard-1"]
-    assert {s.node_id for s in found.shards} == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert {s.node_id for s in found.shards} == {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # type: ignore[no-untyped-call]
     assert found.shard_addresses == tuple(s.address for s in found.shards)
     assert found.curve is not None and all(s.curve == found.curve for s in found.shards)
     assert not list(tmp_path.rglob("*.key_secret")) and not list(tmp_path.rglob("*.key"))

@@ -30,8 +30,8 @@ from pipeline.ops.shard_status import ShardAnswer
 from pipeline.ops.status_client import ask_status
 from pipeline.wire.sockets import CurveKeys
 
-__all__ = ["KEYS_PREFIX", "CollectorProcess", "RayCollector", "find_collector_on_ray", "shard_name",
-           "shard_nodes", "start_collector_on_ray", "status_on_ray", "stop_collector_on_ray"]
+__all__ = ["KEYS_PREFIX", "CollectorProcess", "RayCollector", "find_collector_on_ray", "shard_bind",
+           "shard_name", "shard_nodes", "start_collector_on_ray", "status_on_ray", "stop_collector_on_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def shard_nodes(count: int, nodes: Sequence[str] | None = None) -> list[str]:
     return [nodes[k % len(nodes)] for k in range(count)]
 
 
-def _shard_bind(bind: str | None, index: int) -> str | None:
+def shard_bind(bind: str | None, index: int) -> str | None:
     """Shard ``index``'s bind: a fixed port moved up by ``index`` (as ``collect --shards``), port 0 kept."""
     if bind is None or index == 0 or not bind.startswith("tcp://"):
         return bind
@@ -368,7 +368,7 @@ def start_collector_on_ray(out: str | Path, bind: str | None = None, *, name: st
         raise ValueError(str(exc)) from None
     placed = shard_nodes(shards, [node] if node else nodes)
     actors = [_actor(name, k, placed[k]).remote(
-                  shard_name(name, k), str(out), _shard_bind(bind, k), _shard_bind(status_bind, k),
+                  shard_name(name, k), str(out), shard_bind(bind, k), shard_bind(status_bind, k),
                   tuple(args), curve, k, shards)
               for k in range(shards)]
     infos: list[RayCollector] = ray.get([a.info.remote() for a in actors], timeout=START_TIMEOUT_S)
