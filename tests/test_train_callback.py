@@ -86,3 +86,23 @@ def test_a_forked_child_makes_its_own_producer(tmp_path: Path) -> None:
         assert worker_log._current() is parent
     finally:
         worker_log.configure(None)
+
+
+def test_the_first_event_asks_for_the_shard_map_and_workers_get_it(tmp_path: Path) -> None:
+    """The controller asks once at its first event; the run's trial goes to its shard, the map to workers."""
+    from pipeline.wire.shards import shard_of
+    from tests.shard_routers import ShardRouter
+
+    with ShardRouter() as first, ShardRouter() as second:
+        first.shards = (first.address, second.address)
+        callback = TrainBusCallback(first.address, sender=SenderConfig(spool_dir=str(tmp_path)))
+        _drive(callback, tmp_path)
+        assert callback.target.shards == first.shards and len(first.hellos) == 1
+        copy = pickle.loads(pickle.dumps(callback))
+        try:
+            copy.after_init_train_context()
+            assert worker_log._configured is not None and worker_log._configured.shards == first.shards
+        finally:
+            worker_log.configure(None)
+    mine, other = (first, second) if shard_of("run", 2) == 0 else (second, first)
+    assert {e.trial for e in mine.events} == {"", "run"} and {e.trial for e in other.events} == {""}
