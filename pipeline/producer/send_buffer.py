@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
+import itertools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +18,12 @@ __all__ = ["Item", "OutgoingFrame", "SendBuffer", "shrink_event"]
 Item = tuple[int, bytes]
 """A seq and its encoded event."""
 Shrink = Callable[[bytes, int], bytes]
+_data = operator.itemgetter(1)
+
+
+def _pop_left(items: collections.deque[Item], count: int) -> list[Item]:
+    """The first ``count`` items of ``items``, taken off it in C (no Python loop per event)."""
+    return list(itertools.starmap(items.popleft, itertools.repeat((), count)))
 
 
 def shrink_event(data: bytes, max_bytes: int) -> bytes:
@@ -31,7 +40,7 @@ class OutgoingFrame:
 
     @property
     def events(self) -> list[bytes]:
-        return [data for _, data in self.items]
+        return list(map(_data, self.items))
 
 
 class SendBuffer:
@@ -85,6 +94,8 @@ class SendBuffer:
         Stops early, leaving the rest in ``incoming``, when all is full and the
         policy is ``block``.
         """
+        if self._take_all(incoming):
+            return
         max_event_bytes = self.config.max_event_bytes
         while incoming:
             seq, data = item = incoming[0]
@@ -98,6 +109,23 @@ class SendBuffer:
                 return
             incoming.popleft()
             self.moved_seq = seq
+
+    def _take_all(self, incoming: collections.deque[Item]) -> bool:
+        """The common case in one pass: no spool to queue behind, room for all, none oversized."""
+        count = len(incoming)  # the producer may append more meanwhile: those wait for the next take
+        cfg = self.config
+        if not count or self.spool.unread or self.in_memory + count > cfg.max_buffer_events:
+            return False
+        # Read in C under the GIL (no Python code runs between): the producer cannot append midway.
+        sizes = list(map(len, map(_data, itertools.islice(incoming, count))))
+        nbytes = sum(sizes)
+        if max(sizes) > cfg.max_event_bytes or self.memory_bytes + nbytes > cfg.max_buffer_bytes:
+            return False
+        items = _pop_left(incoming, count)
+        self.queued.extend(items)
+        self.memory_bytes += nbytes
+        self.moved_seq = items[-1][0]
+        return True
 
     def refill(self) -> None:
         """Read spooled events back into memory, a frame's worth at most, as room allows."""
@@ -113,26 +141,26 @@ class SendBuffer:
         if not self.queued:
             return None
         cfg = self.config
-        items: list[Item] = []
-        size = 0
-        for item in self.queued:
-            if len(items) >= cfg.max_frame_events or size >= cfg.max_frame_bytes:
-                break
-            items.append(item)
-            size += len(item[1])
+        items = list(itertools.islice(self.queued, cfg.max_frame_events))
+        # An event joins while the ones before it are under max_frame_bytes: the first always does.
+        before = list(itertools.accumulate(map(len, map(_data, items[:-1]))))
+        del items[1 + bisect.bisect_left(before, cfg.max_frame_bytes):]
         base = self.inflight[0][0] if self.inflight else items[0][0]
         return OutgoingFrame(base, items)
 
     def sent(self, frame: OutgoingFrame) -> None:
         """The socket took ``frame``: its events are in flight until acknowledged."""
-        for _ in frame.items:
-            self.queued.popleft()
+        _pop_left(self.queued, len(frame.items))
         self.inflight.extend(frame.items)
 
     def release(self, acked_seq: int) -> bool:
         """Free every in-flight event up to ``acked_seq``; False if the ack brought no news."""
-        while self.inflight and self.inflight[0][0] <= acked_seq:
-            self.memory_bytes -= len(self.inflight.popleft()[1])
+        inflight = self.inflight
+        if inflight and inflight[-1][0] <= acked_seq:  # the usual ack: all of it, in one pass
+            self.memory_bytes -= sum(map(len, map(_data, inflight)))
+            inflight.clear()
+        while inflight and inflight[0][0] <= acked_seq:
+            self.memory_bytes -= len(inflight.popleft()[1])
         if acked_seq <= self.acked_seq:
             return False
         self.acked_seq = acked_seq
