@@ -33,6 +33,8 @@ MODES = ("bare", "bus", "bus_nice", "tbx")
 BUS_MODES = {"bus": 0, "bus_nice": 19}
 """The collector each bus mode sends to, by its nice value."""
 SINKS = ("json", "tensorboard")
+SENDER_FIELDS = ("sender_cpu_s", "sender_polls", "sender_frames", "sender_resent")
+"""Each bus run's sender thread, averaged over the workers."""
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -74,14 +76,32 @@ def train_fn(config: dict[str, Any]) -> None:
     loop_s = time.perf_counter() - began
     loop_cpu_s = time.process_time() - cpu_began  # every thread of the worker: the sender's too
     loop_main_cpu_s = time.thread_time() - main_began  # the training loop's thread alone
+    sender = _sender_report() if bus else {}
     if writer is not None:
         writer.close()
     elif bus:
         pipeline.flush_logs(300)
     end_s = time.perf_counter() - began - loop_s
     Path(config["out"], f"{mode}-{config['round']}-rank{rank}.json").write_text(json.dumps(
-        {"loop_s": loop_s, "loop_cpu_s": loop_cpu_s, "loop_main_cpu_s": loop_main_cpu_s, "end_s": end_s}))
+        {"loop_s": loop_s, "loop_cpu_s": loop_cpu_s, "loop_main_cpu_s": loop_main_cpu_s, "end_s": end_s,
+         **sender}))
     ray.train.report({"loop_s": loop_s})
+
+
+def _sender_report() -> dict[str, Any]:
+    """The worker's sender thread at the loop's end: CPU seconds (from /proc), wake-ups, frames, resends."""
+    from pipeline.producer import worker_log
+
+    worker = worker_log._worker
+    if worker is None or not worker.senders:
+        return {}
+    [sender] = worker.senders
+    stats = sender.stats()
+    tid = sender._thread.native_id
+    with open(f"/proc/self/task/{tid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return {"sender_cpu_s": (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"),
+            "sender_polls": stats.polls, "sender_frames": stats.frames_sent, "sender_resent": stats.resent}
 
 
 def _run(mode: str, round_: int, steps: int, out: Path, address: str) -> dict[str, Any]:
@@ -102,7 +122,8 @@ def _run(mode: str, round_: int, steps: int, out: Path, address: str) -> dict[st
     return {"mode": mode, "round": round_, "loop_s": round(max(t["loop_s"] for t in times), 3),
             "loop_cpu_s": round(sum(t["loop_cpu_s"] for t in times) / WORKERS, 3),
             "loop_main_cpu_s": round(sum(t["loop_main_cpu_s"] for t in times) / WORKERS, 3),
-            "end_s": round(max(t["end_s"] for t in times), 3)}
+            "end_s": round(max(t["end_s"] for t in times), 3),
+            **{k: sum(t[k] for t in times) / WORKERS for k in SENDER_FIELDS if k in times[0]}}
 
 
 def _points_in_tensorboard(run_dir: Path) -> dict[str, int]:
@@ -181,6 +202,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             m: round(1e6 * (_median(runs, m, "loop_cpu_s") - _median(runs, "bare", "loop_cpu_s")) / steps, 1)
             for m in MODES[1:]},
         "collector_cpu_us_per_event": {m: round(1e6 * s / events, 1) for m, s in collector_cpu.items()},
+        "sender_thread_per_event": {m: {
+            "cpu_us": round(1e6 * _median(runs, m, "sender_cpu_s") / steps, 2),
+            "wakeups": round(_median(runs, m, "sender_polls") / steps, 4),
+            "events_per_frame": round(steps / _median(runs, m, "sender_frames"), 1),
+            "resent": _median(runs, m, "sender_resent")} for m in BUS_MODES},
         "every_point_in_tensorboard": complete,
         "target": {"max_ratio": TARGET_RATIO, "met": {
             m: wall[m]["median_paired"] <= TARGET_RATIO and complete for m in BUS_MODES}},

@@ -151,7 +151,7 @@ def test_a_failed_sender_drops_calls_instead_of_raising_in_the_loop(tmp_path: Pa
 
 
 def test_a_workers_sender_sends_no_more_often_than_the_worker_interval(tmp_path: Path) -> None:
-    """The driver's 5 ms send interval becomes the worker's 50 ms; a longer one is kept."""
+    """The driver's 5 ms send interval becomes the worker's 100 ms; a longer one is kept."""
     producer = WorkerLog(_target(tmp_path))
     slow = WorkerLog(BusTarget("tcp://127.0.0.1:9", None, SenderConfig(spool_dir=str(tmp_path / "s"),
                                                                        send_interval_s=0.5)))
