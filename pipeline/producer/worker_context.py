@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["TRAIN_TRIAL_DIR", "WorkerHead", "context_token", "resolve_head", "train_head"]
@@ -22,6 +22,14 @@ class WorkerHead:
     trial_dir: str
     rank: int = 0
     world_size: int = 1
+    names: tuple[str, str, str] = field(init=False, repr=False, compare=False)
+    """``(experiment, trial, trial_dir)``, the head each event carries, built once per trial."""
+    step_key: tuple[str, str, int] = field(init=False, repr=False, compare=False)
+    """``(experiment, trial, rank)``: whose steps a call without ``step`` continues."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", (self.experiment, self.trial, self.trial_dir))
+        object.__setattr__(self, "step_key", (self.experiment, self.trial, self.rank))
 
 
 def train_head(run_name: str, rank: int = 0, world_size: int = 1) -> WorkerHead:

@@ -79,14 +79,14 @@ class WorkerLog:
             if head is None:
                 self._drop("pipeline.log was called outside a Tune trial or Train worker")
                 return
-        key = (head.experiment, head.trial, head.rank)
+        key = head.step_key
         last = self._steps.get(key, -1)
         if step is None:
             step = last + 1
         if step > last:
             self._steps[key] = step
         payload = {"step": step, "rank": head.rank, "world_size": head.world_size, "values": metrics}
-        (self._out or self._start()).emit(LOG, (head.experiment, head.trial, head.trial_dir), payload)
+        (self._out or self._start()).emit(LOG, head.names, payload)
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until the collector confirms every call so far; False on timeout."""
