@@ -16,8 +16,6 @@ from pipeline import BusCallback
 from pipeline.testing import run_cli, start_collector, wait_for
 from pipeline.wire.shards import shard_of
 
-pytest.importorskip("pipeline.producer.stream", reason="the producer's shard routing (ProducerStream)")
-
 TRIALS = 6
 ITERATIONS = 5
 VOLATILE = {"timestamp", "date", "time_this_iter_s", "time_total_s", "time_since_restore",
