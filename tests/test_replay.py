@@ -51,3 +51,22 @@ async def test_unconfirmed_events_stay_in_the_replayed_file(
         assert await asyncio.to_thread(main, ["replay", str(spool), "--to", address]) == 0
     assert not spool.exists()
     assert written(tmp_path / "out") == list(range(1, COUNT + 1))
+
+
+async def test_a_shards_spool_replays_to_its_own_shard_only(tmp_path: Path) -> None:
+    """Shard 1's spool sent to shard 0 is refused naming shard 1's address; sent there, it is written."""
+    from pipeline.producer.replay import replay
+    from pipeline.testing import free_address, result_event, start_event
+    from pipeline.wire.spool import write_spool
+
+    shards = (free_address(), free_address())
+    spool = tmp_path / "d.1234.s1.spool"
+    write_spool(spool, "d.1234.s1", [(0, start_event("d.1234.s1", 0)), (1, result_event("d.1234.s1", 1))])
+    outs = (tmp_path / "out0", tmp_path / "out1")
+    async with running_collector(outs[0], shards[0], shard_index=0, shard_addresses=shards), \
+            running_collector(outs[1], shards[1], shard_index=1, shard_addresses=shards) as second:
+        refused = f"shard 1's events .*replay it --to {shards[1]}, not to shard 0"
+        with pytest.raises(ValueError, match=refused):
+            await asyncio.to_thread(replay, spool, shards[0], 30.0)
+        assert await asyncio.to_thread(replay, spool, shards[1], 30.0) == (True, 2)
+    assert second.snapshot().events == 2 and not spool.exists()

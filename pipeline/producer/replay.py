@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from pathlib import Path
 
 from pipeline.producer.sender import Sender, SenderConfig
+from pipeline.producer.shard_lookup import SHARD_LOOKUP_TIMEOUT_S, lookup_shards
 from pipeline.wire.sockets import CurveKeys
 from pipeline.wire.spool import read_spool
 
 __all__ = ["replay"]
 
 log = logging.getLogger(__name__)
+
+SHARD_STREAM = re.compile(r"\.s(\d+)$")
+"""A producer id of shard k's part of a stream: ``<stream>.s<k>`` (``pipeline.producer.stream``)."""
 
 
 def replay(spool: Path, address: str, timeout_s: float, curve_secret_key: str | None = None,
@@ -28,6 +33,7 @@ def replay(spool: Path, address: str, timeout_s: float, curve_secret_key: str | 
     """
     producer, items = read_spool(spool)
     curve = CurveKeys.load(curve_secret_key, curve_server_key) if curve_secret_key else None
+    _check_shard(spool, producer, address, curve)
     # What is not confirmed goes back into ``spool`` itself (the sender saves it there at close),
     # so the advice it logs names a file that still exists; scratch only holds the live spill.
     with tempfile.TemporaryDirectory(prefix="tunebus-replay-") as scratch:
@@ -41,3 +47,19 @@ def replay(spool: Path, address: str, timeout_s: float, curve_secret_key: str | 
     log.info("replayed %d events of %s from %s: %s", len(items), producer, spool,
              "confirmed" if delivered else "not all confirmed")
     return delivered, len(items)
+
+
+def _check_shard(spool: Path, producer: str, address: str, curve: CurveKeys | None) -> None:
+    """Refuse to send shard k's stream to another shard of the same set (ValueError naming the right one).
+
+    Its trials belong to shard k, which may hold some of their events already: another shard
+    would write the same trial files as a second writer. Only a stream id ending ``.s<k>`` asks.
+    """
+    match = SHARD_STREAM.search(producer)
+    if match is None:
+        return
+    index = int(match[1])
+    shards = lookup_shards(address, curve, SHARD_LOOKUP_TIMEOUT_S)
+    if address in shards and index < len(shards) and shards[index] != address:
+        raise ValueError(f"{spool} holds shard {index}'s events ({producer}): replay it "
+                         f"--to {shards[index]}, not to shard {shards.index(address)} at {address}")
