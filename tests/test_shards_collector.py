@@ -134,7 +134,7 @@ async def test_status_follows_the_map_and_shows_a_silent_shard_as_such(tmp_path:
                                                                               (1, silent, False)]
     assert answers[0].status is not None and answers[0].status.shard.count == 2
     shown = render_shards(answers)
-    assert shown.startswith("2 shards, 1 answering")
+    assert shown.startswith("2 shards, 1 answering: 0 events, 0 events/s in all")
     assert f"== shard 1 of 2, status {silent}: NO ANSWER (no answer from {silent} within 1s)" in shown
 
 

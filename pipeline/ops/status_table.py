@@ -83,5 +83,8 @@ def render_shards(answers: Sequence[ShardAnswer]) -> str:
             blocks.append(f"{heading}: NO ANSWER ({answer.error})")
         else:
             blocks.append(f"{heading}\n{render_status(answer.status)}")
-    answered = sum(a.status is not None for a in answers)
-    return "\n\n".join([f"{len(answers)} shards, {answered} answering", *blocks])
+    answered = [a.status for a in answers if a.status is not None]
+    events = sum(status.events for status in answered)
+    rate = sum(status.rates.events for status in answered)
+    return "\n\n".join([f"{len(answers)} shards, {len(answered)} answering: {events} events, "
+                         f"{rate:.0f} events/s in all", *blocks])
