@@ -184,16 +184,22 @@ def test_malformed_frames_become_faults(frame: bytes, fault: str) -> None:
     assert [f.fault for f in decoded.faults] == [fault]
 
 
+_ARRAY_OF_RESULT = msgpack.ExtType(1, msgpack.packb(["<U6", [1], np.array(["result"]).tobytes()]))
+"""A numpy array that equals "result" element-wise: never a name, however it compares."""
+
+
 def test_an_event_repeating_checked_names_still_has_every_other_field_checked() -> None:
     """Names seen before skip their checks; a bad version, seq, ts, payload or producer is still a fault."""
     head = ["e", "t", "d"]
-    items = [[1, "result", "p", 0, 0.0, *head, {}], [2, "result", "p", 1, 0.0, *head, {}],
+    items = [[1, "result", "p", 0, 0.0, *head, {}], [1, _ARRAY_OF_RESULT, "p", 1, 0.0, *head, {}],
+             [1, "result", "p", 1, 0.0, "e", _ARRAY_OF_RESULT, "d", {}],
+             [2, "result", "p", 1, 0.0, *head, {}],
              [1, "result", "p", -1, 0.0, *head, {}], [1, "result", "p", 1.0, 0.0, *head, {}],
              [1, "result", "p", 1, "0", *head, {}], [1, "result", "p", 1, 0.0, *head, []],
              [1, "result", "q", 1, 0.0, *head, {}], [1, "result", "p", 1, 2, *head, {"a": 1}]]
     decoded = decode_frame(msgpack.packb([1, "p", 0, items]))
-    assert [f.fault for f in decoded.faults] == ["unknown-version", "bad-type", "bad-type", "bad-type",
-                                                 "bad-type", "producer-mismatch"]
+    assert [f.fault for f in decoded.faults] == ["unknown-kind", "bad-type", "unknown-version", "bad-type",
+                                                 "bad-type", "bad-type", "bad-type", "producer-mismatch"]
     assert decoded.events == [Event("result", "p", 0, 0.0, *head, {}),
                               Event("result", "p", 1, 2.0, *head, {"a": 1})]
     assert type(decoded.events[1].ts) is float

@@ -47,6 +47,8 @@ MAX_SAFE_NAMES = 65_536
 # (kind, producer, experiment, trial, trial_dir) already checked, each to itself: most events repeat
 # those of an event before them.
 _SAFE_NAMES: dict[tuple[str, str, str, str, str], tuple[str, str, str, str, str]] = {}
+_BY_DIR: dict[str, tuple[str, str, str, str, str]] = {}
+"""The entry of ``_SAFE_NAMES`` last checked for each trial directory."""
 _new_event = tuple.__new__
 _fast_unpackb = ormsgpack.unpackb if ormsgpack is not None else None
 _FAST_OPTIONS = ormsgpack.OPT_NON_STR_KEYS if ormsgpack is not None else 0
@@ -257,8 +259,10 @@ def _to_event(item: Any) -> Event:
     check_name("trial_dir", trial_dir, allow_empty=not in_trial)
     if len(_SAFE_NAMES) >= MAX_SAFE_NAMES:
         _SAFE_NAMES.clear()
+        _BY_DIR.clear()
     names = _SAFE_NAMES.setdefault((kind, producer, experiment, trial, trial_dir),
                                    (kind, producer, experiment, trial, trial_dir))
+    _BY_DIR[names[4]] = names
     return _new_event(Event, (names[0], names[1], seq, float(ts), names[2], names[3], names[4], payload,
                               SCHEMA_VERSION))
 
@@ -270,12 +274,20 @@ def _to_events(items: list[Any], producer: str, events: list[Event], faults: lis
     ``_SAFE_NAMES`` were checked then, and the event takes that entry's strings (so later
     dicts keyed by them hash and compare them at once). The rest go through ``_to_event``.
     """
-    append, known, new = events.append, _SAFE_NAMES.get, _new_event
+    append, known, by_dir, new = events.append, _SAFE_NAMES.get, _BY_DIR.get, _new_event
     for item in items:
         if type(item) is list and len(item) == EVENT_FIELDS:
             version, kind, sender, seq, ts, experiment, trial, trial_dir, payload = item
             try:
-                names = known((kind, sender, experiment, trial, trial_dir))
+                # The last checked names of this trial directory, compared field by field, are
+                # cheaper than hashing five new strings for ``_SAFE_NAMES``.
+                names = by_dir(trial_dir)
+                if names is None or not (type(trial) is type(kind) is type(sender) is type(experiment) is str
+                                         and names[3] == trial and names[0] == kind and names[1] == sender
+                                         and names[2] == experiment):
+                    names = known((kind, sender, experiment, trial, trial_dir))
+                    if names is not None:
+                        _BY_DIR[names[4]] = names
             except TypeError:  # an unhashable field: ``_to_event`` says which
                 names = None
             if (names is not None and version == SCHEMA_VERSION and type(seq) is int and seq >= 0
