@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -113,10 +115,22 @@ def run_sweep(kind: str, storage: Path, trials: int, iterations: int) -> dict[st
     return row
 
 
+KINDS = ("none", "builtin", "bus", "bus_aim_in_collector", "bus_no_aim", "bus_no_collector")
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the kinds this many times, alternating; ratios per round, then the median")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="comma-separated kinds to run ('none' always)")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args: BenchArgs = parse_args("sweep", argv)
+    args: BenchArgs = parse_args("sweep", argv, _options)
     started = time.monotonic()
     trials, iterations = (4, 10) if args.quick else (32, 300)
+    kinds = ["none", *(k for k in str(args.kinds).split(",") if k in KINDS and k != "none")]
+    rounds = max(1, int(args.rounds))
     os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -124,26 +138,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False,
              log_to_driver=False)
+    rows: list[dict[str, Any]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="tunebus-bench-") as tmp:
             # Unmeasured: the first fit of a session pays for worker start-up and imports.
             run_sweep("none", Path(tmp) / "warmup", 2, 5)
-            rows = [run_sweep(kind, Path(tmp) / kind, trials, iterations)
-                    for kind in ("none", "builtin", "bus", "bus_aim_in_collector", "bus_no_aim",
-                                 "bus_no_collector")]
+            for round_ in range(rounds):  # alternating, so a busier minute of the machine hits every kind
+                for kind in kinds:
+                    rows.append({"round": round_,
+                                 **run_sweep(kind, Path(tmp) / f"{kind}-{round_}", trials, iterations)})
     finally:
         ray.shutdown()
-    by = {row["loggers"]: row for row in rows}
-    none = by["none"]
-    ratios = {kind: {"wall": round(r["wall_s"] / none["wall_s"], 2),
-                     "driver_cpu": round(r["driver_cpu_s"] / max(1e-9, none["driver_cpu_s"]), 2)}
-              for kind, r in by.items() if kind != "none"}
-    bus = ratios["bus"]
+    per_round = []
+    for round_ in range(rounds):
+        by = {row["loggers"]: row for row in rows if row["round"] == round_}
+        none = by["none"]
+        per_round.append({kind: {"wall": round(r["wall_s"] / none["wall_s"], 2),
+                                 "driver_cpu": round(r["driver_cpu_s"] / max(1e-9, none["driver_cpu_s"]), 2)}
+                          for kind, r in by.items() if kind != "none"})
+    ratios = {kind: {what: statistics.median(r[kind][what] for r in per_round)
+                     for what in ("wall", "driver_cpu")} for kind in kinds if kind != "none"}
+    bus = ratios.get("bus", {"wall": float("nan"), "driver_cpu": float("nan")})
+    done = [row["sinks_done_after_fit_s"] for row in rows if row["loggers"] == "bus"]
     return emit("sweep", args, started, {
-        "trials": trials, "iterations": iterations, "results": trials * iterations,
+        "trials": trials, "iterations": iterations, "results": trials * iterations, "rounds": rounds,
         "builtin_loggers": ["json", "csv", "tbx", "aim"], "bus_sinks": list(available_sinks()),
-        "runs": rows, "vs_no_loggers": ratios,
-        "aim_done_after_fit_s": by["bus"]["sinks_done_after_fit_s"],
+        "runs": rows, "vs_no_loggers": ratios, "vs_no_loggers_per_round": per_round,
+        "aim_done_after_fit_s": done,
         "target": {"max_ratio": TARGET_RATIO,
                    "met": bus["wall"] <= TARGET_RATIO and bus["driver_cpu"] <= TARGET_RATIO},
     })
