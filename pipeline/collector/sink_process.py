@@ -170,7 +170,13 @@ class SinkProcess:
         failures = 0
         try:
             while True:
-                proc = self._proc = await self._spawn()
+                try:
+                    proc = self._proc = await self._spawn()
+                except OSError as exc:  # no process to be had (fork refused): try again later
+                    failures += 1
+                    log.error("sink %s: could not start its process: %s", self.name, exc)
+                    await asyncio.sleep(min(MAX_RESTART_DELAY_S, 0.1 * 2 ** failures))
+                    continue
                 if self._closed and proc.stdin is not None:
                     proc.stdin.close()
                 wrote = await self._follow(proc)
