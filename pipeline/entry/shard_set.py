@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import queue
 import signal
@@ -13,22 +12,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
 
 from pipeline.collector.config import CollectorConfig
+from pipeline.entry.child_process import RESTARTS, RestartPolicy, term_with_parent
 
-__all__ = ["MAX_RESTARTS", "ShardPlan", "ShardSet", "child_argv", "plan_shards"]
+__all__ = ["MAX_RESTARTS", "ShardPlan", "ShardSet", "child_argv", "offset_address", "plan_shards"]
 
 log = logging.getLogger("tunebus")
 
-MAX_RESTARTS = 5
+MAX_RESTARTS = RESTARTS.max_restarts
 """Restarts of one shard killed by a signal before the set gives up (and stops, exit 1)."""
-FIRST_RESTART_DELAY_S = 0.5
-"""The first restart's wait; each next one waits twice as long, up to ``MAX_RESTART_DELAY_S``."""
-MAX_RESTART_DELAY_S = 8.0
 POLL_S = 0.2
 """How often the supervisor looks at a signal it was sent (its handler only notes it)."""
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +44,7 @@ class ShardPlan:
         return flags + (["--metrics-port", str(port)] if port is not None else [])
 
 
-def _offset(address: str, k: int, flag: str) -> str:
+def offset_address(address: str, k: int, flag: str) -> str:
     """``address`` for shard ``k``: its TCP port + k, or its ipc path with ``.k`` (k > 0)."""
     if not address or k == 0:
         return address
@@ -90,8 +85,8 @@ def plan_shards(config: CollectorConfig, count: int) -> ShardPlan:
     if config.metrics_port is not None and config.metrics_port + count - 1 > 65535:
         raise ValueError(f"--metrics-port {config.metrics_port}: shard {count - 1} would need a port "
                          "past 65535")
-    binds = tuple(_offset(config.bind, k, "--bind") for k in range(count))
-    statuses = tuple(_offset(config.status_bind, k, "--status-bind") for k in range(count))
+    binds = tuple(offset_address(config.bind, k, "--bind") for k in range(count))
+    statuses = tuple(offset_address(config.status_bind, k, "--status-bind") for k in range(count))
     ports = tuple(None if config.metrics_port is None else config.metrics_port + k for k in range(count))
     taken = set(binds) & set(statuses)
     if taken:
@@ -128,10 +123,9 @@ class ShardSet:
     """
 
     def __init__(self, plan: ShardPlan, argv: Sequence[str], max_restarts: int = MAX_RESTARTS,
-                 first_delay_s: float = FIRST_RESTART_DELAY_S) -> None:
+                 first_delay_s: float = RESTARTS.first_delay_s) -> None:
         self.plan = plan
-        self.max_restarts = max_restarts
-        self.first_delay_s = first_delay_s
+        self.policy = RestartPolicy(max_restarts, first_delay_s, RESTARTS.max_delay_s)
         self.argv = child_argv(argv)
         self.count = len(plan.binds)
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * self.count
@@ -188,19 +182,19 @@ class ShardSet:
                 log.error("shard %d exited with status %d; stopping the other shards", index, code)
                 self._stop_all()
                 return code
-            if self.restarts[index] >= self.max_restarts:
+            if self.policy.exhausted(self.restarts[index]):
                 log.error("shard %d was killed by %s %d times; giving up, stopping the other shards",
                           index, signal.Signals(-code).name, self.restarts[index] + 1)
                 self._stop_all()
                 return 1
-            delay = min(self.first_delay_s * 2 ** self.restarts[index], MAX_RESTART_DELAY_S)
+            delay = self.policy.delay_s(self.restarts[index])
             self.restarts[index] += 1
             log.warning("shard %d was killed by %s; restart %d of at most %d in %.1fs", index,
-                        signal.Signals(-code).name, self.restarts[index], self.max_restarts, delay)
+                        signal.Signals(-code).name, self.restarts[index], self.policy.max_restarts, delay)
             due[index] = time.monotonic() + delay
 
     def _spawn(self, index: int) -> None:
-        proc = subprocess.Popen(self.command(index), stdin=subprocess.DEVNULL, preexec_fn=_term_with_parent())
+        proc = subprocess.Popen(self.command(index), stdin=subprocess.DEVNULL, preexec_fn=term_with_parent())
         self.procs[index] = proc
         threading.Thread(target=self._watch, args=(index, proc), name=f"shard-{index}", daemon=True).start()
 
@@ -225,10 +219,3 @@ class ShardSet:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait()
 
-
-def _term_with_parent() -> Any:
-    """A ``preexec_fn`` that has Linux send a child SIGTERM when the supervisor dies (kill -9 too)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: the child only calls it
-    return lambda: libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
