@@ -16,12 +16,8 @@ import pytest
 import ray
 from ray import tune
 
-from pipeline.entry.ray_actor import (
-    find_collector_on_ray,
-    head_node_id,
-    start_collector_on_ray,
-    stop_collector_on_ray,
-)
+from pipeline.entry.ray_actor import find_collector_on_ray, start_collector_on_ray, stop_collector_on_ray
+from pipeline.entry.ray_shards import head_node_id
 from pipeline.ops.status_client import ask_status
 from pipeline.producer.sender import Sender, SenderConfig
 from pipeline.testing import EXPERIMENT, TRIAL_DIR, dealer, start_event, submit_results, wait_for
