@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import zmq
 
-from pipeline.producer.sender import SenderConfig
+from pipeline.producer import stream as stream_module
+from pipeline.producer.sender import Sender, SenderConfig
 from pipeline.producer.stream import ProducerStream
 from pipeline.testing import free_address, wait_for
 from pipeline.wire.events import Kind
@@ -61,16 +62,28 @@ def test_trials_go_to_their_shard_and_experiment_events_to_every_shard(
 
 
 def test_flush_waits_once_for_all_shards_and_a_down_shard_spills_alone(
-        tmp_path: Path, routers: tuple[ShardRouter, ShardRouter]) -> None:
-    """Two shards nobody serves: flush(0.5) returns False within ~0.5 s in all; each keeps its own spool."""
+        tmp_path: Path, routers: tuple[ShardRouter, ShardRouter], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two shards nobody serves: flush(0.5) gives all shards 0.5 s in all; each keeps its own spool."""
     up = routers[0]
     down = (free_address(), free_address())
     stream = ProducerStream("p.3", (up.address, *down), _config(tmp_path))
     for trial in TRIALS:
         stream.emit(RESULT, ("exp", trial, trial), {"x": 1})
-    started = time.monotonic()
-    assert not stream.flush(0.5)
-    assert time.monotonic() - started < 0.9  # one bound for the whole flush, not one per shard
+    wait_for(lambda: stream.unheard() == down, 30, "the shard that is up to confirm")
+    given: list[float] = []
+    clock = [100.0]
+
+    def flush_spending_all(sender: Sender, timeout_s: float) -> bool:  # a shard that never confirms
+        given.append(timeout_s)
+        clock[0] += timeout_s
+        return False
+
+    with monkeypatch.context() as patched:  # a clock only the senders' waits move: no wall time measured
+        patched.setattr(stream_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+        patched.setattr(Sender, "flush", flush_spending_all)
+        assert not stream.flush(0.5)
+    assert len(given) == len(stream.senders) == 3
+    assert sum(given) == pytest.approx(0.5)  # one bound for the whole flush, not one per shard
     assert stream.unheard() == down and set(stream.pending()) == set(down)
     assert not stream.close()
     saved = sorted(p.name for p in (tmp_path / "spool").glob("*.spool"))
