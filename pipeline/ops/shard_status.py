@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pipeline.collector.snapshot import CollectorSnapshot
 from pipeline.ops import status_client
@@ -11,6 +13,8 @@ from pipeline.ops.status_client import ask_status, ask_stop
 from pipeline.wire.shards import read_shard_map
 
 __all__ = ["ShardAnswer", "ShardStop", "ask_every_shard", "shard_status_addresses", "stop_every_shard"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +59,12 @@ def ask_every_shard(address: str, timeout_s: float = 5.0) -> list[ShardAnswer]:
     if len(addresses) == 1:
         return [ShardAnswer(0, address, first)]
 
-    def ask(index: int) -> ShardAnswer:
+    def ask(index: int, at: str) -> ShardAnswer:
         if index == first.shard.index:
             return ShardAnswer(index, address, first)
-        try:
-            return ShardAnswer(index, addresses[index], ask_status(addresses[index], timeout_s))
-        except (TimeoutError, ValueError) as exc:
-            return ShardAnswer(index, addresses[index], None, str(exc))
+        return ShardAnswer(index, at, ask_status(at, timeout_s))
 
-    with concurrent.futures.ThreadPoolExecutor(len(addresses)) as pool:
-        return list(pool.map(ask, range(len(addresses))))
+    return _each_shard(addresses, ask, lambda index, at, error: ShardAnswer(index, at, None, error))
 
 
 def stop_every_shard(address: str, timeout_s: float = 60.0) -> list[ShardStop]:
@@ -76,11 +76,20 @@ def stop_every_shard(address: str, timeout_s: float = 60.0) -> list[ShardStop]:
     first = ask_status(address, min(timeout_s, status_client.ANSWER_TIMEOUT_S))
     addresses = shard_status_addresses(address, first)
 
-    def stop(index: int) -> ShardStop:
+    return _each_shard(addresses, lambda index, at: ShardStop(index, at, ask_stop(at, timeout_s)),
+                       lambda index, at, error: ShardStop(index, at, False, error))
+
+
+def _each_shard(addresses: Sequence[str], call: Callable[[int, str], T],
+                failed: Callable[[int, str, str], T]) -> list[T]:
+    """``call(index, address)`` for every shard at once, in shard order; ``failed(index, address,
+    error)`` for one that does not answer (TimeoutError) or answers nonsense (ValueError)."""
+
+    def one(index: int) -> T:
         try:
-            return ShardStop(index, addresses[index], ask_stop(addresses[index], timeout_s))
+            return call(index, addresses[index])
         except (TimeoutError, ValueError) as exc:
-            return ShardStop(index, addresses[index], False, str(exc))
+            return failed(index, addresses[index], str(exc))
 
     with concurrent.futures.ThreadPoolExecutor(len(addresses)) as pool:
-        return list(pool.map(stop, range(len(addresses))))
+        return list(pool.map(one, range(len(addresses))))
