@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.collector.config import CollectorConfig
+from pipeline.entry.child_process import RESTARTS, RestartPolicy
 from pipeline.entry.shard_set import ShardPlan, ShardSet, child_argv, plan_shards
 from pipeline.producer.sender import Sender, SenderConfig
 from pipeline.testing import run_cli, wait_for
@@ -217,3 +218,11 @@ def test_a_shard_that_exits_0_stops_the_set_and_one_that_fails_stops_it_with_its
     """Exit 0 (a drain asked by tunebus stop) stops the others, status 0; exit 3 stops them, status 3."""
     assert _Scripted([WAITS_FOR_SIGTERM, "raise SystemExit(0)"]).run() == 0
     assert _Scripted([WAITS_FOR_SIGTERM, "raise SystemExit(3)"]).run() == 3
+
+
+def test_the_restart_policy_both_supervisors_use_doubles_its_wait_caps_it_and_gives_up() -> None:
+    """0.5, 1, 2, 4 s then the cap; a child restarted max_restarts times is not restarted again."""
+    policy = RestartPolicy(max_restarts=3, first_delay_s=0.5, max_delay_s=3.0)
+    assert [policy.delay_s(n) for n in range(4)] == [0.5, 1.0, 2.0, 3.0]
+    assert [policy.exhausted(n) for n in range(5)] == [False, False, False, True, True]
+    assert RESTARTS.delay_s(100) == RESTARTS.max_delay_s
