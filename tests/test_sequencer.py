@@ -124,3 +124,17 @@ def test_producers_are_sequenced_independently() -> None:
     assert _accept(sequencer, 0, [2], producer="a").replies == (("nack", 1),)
     assert _seqs(_accept(sequencer, 0, [0, 1], producer="b")) == [0, 1]
     assert sequencer.expected == {"a": 1, "b": 2}
+
+
+def test_a_shard_stops_a_stream_before_a_trial_it_does_not_own() -> None:
+    """With ``owns``, another shard's trial's first event is not taken, ends the frame, holds the producer."""
+    sequencer = Sequencer(owns={"mine": True, "theirs": False})
+    frame = [event("setup", seq=0), event("result", seq=1, trial="mine"),
+             event("result", seq=2, trial="theirs"), event("result", seq=3, trial="mine")]
+    first = sequencer.accept("p", 0, frame)
+    assert _seqs(first) == [0, 1] and first.foreign is frame[2] and first.replies == ()
+    again = sequencer.accept("p", 0, frame)  # the producer resends: still held, nothing taken twice
+    assert _seqs(again) == [] and again.foreign is frame[2] and sequencer.duplicates == 2
+    assert sequencer.held == {"p": frame[2]} and sequencer.expected == {"p": 2}
+    skipped = sequencer.accept("p", 3, frame[3:])  # it gave the event up (its full policy): on again
+    assert _seqs(skipped) == [3] and skipped.foreign is None and sequencer.held == {}

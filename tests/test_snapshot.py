@@ -19,7 +19,7 @@ from pipeline.testing import dealer, result_event, running_collector, start_even
 from pipeline.wire.codec import frame_events
 
 TOP_KEYS = ["frames", "events", "duplicates", "gaps", "quarantined", "refused", "faults", "queue_depth",
-            "sinks", "uptime_s", "dropped", "producers", "rates", "bus", "shard"]
+            "sinks", "uptime_s", "dropped", "producers", "rates", "bus", "misrouted", "shard"]
 SINK_KEYS = ["events", "batches", "errors", "poisoned", "queued", "lag", "busy_s", "durable", "last_error",
              "bytes", "backlog", "backlog_unreadable", "filters"]
 PRODUCER_KEYS = ["events", "last_seq", "acked", "dropped", "lag", "experiments", "host", "pid", "ended"]

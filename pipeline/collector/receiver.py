@@ -23,7 +23,7 @@ from pipeline.collector.sequencer import Sequencer
 from pipeline.collector.snapshot import CollectorSnapshot, ProducerSnapshot, ShardSnapshot
 from pipeline.wire.codec import decode_frame, encode_control
 from pipeline.wire.events import Event, SchemaError
-from pipeline.wire.shards import shards_reply
+from pipeline.wire.shards import OwnedTrials, shard_of, shards_reply
 from pipeline.wire.sockets import CurveKeys, collector_socket, start_authenticator, watch_handshakes
 
 __all__ = ["Collector", "CollectorStats", "CurveServer", "ShardPlace"]
@@ -98,7 +98,11 @@ class Collector:
         self._service_fault: BaseException | None = None
         self._stop: asyncio.Event | None = None
         # Restarted over an old --out: continue every producer after what is written.
-        self.sequencer = Sequencer(fanout.restored())
+        # A shard of several writes only its own trials (each trial hashed once, then cached).
+        self.sequencer = Sequencer(fanout.restored(), OwnedTrials(self.shard.index, self.shard.count)
+                                   if self.shard.count > 1 else None)
+        self._misrouted_told: set[str] = set()
+        """Producers told (logged and warned) that their stream waits at another shard's trial."""
         self._acks_due = acks_due
         """Set by the sink workers (wired by ``build_collector``) when a batch is written."""
 
@@ -222,6 +226,8 @@ class Collector:
             sequenced = self.sequencer.accept(frame.producer, frame.base, frame.events)
             for kind, seq in sequenced.replies:
                 self._send(sock, identity, kind, seq)
+            if sequenced.foreign is not None and frame.producer not in self._misrouted_told:
+                self._tell_misrouted(sock, identity, frame.producer, sequenced.foreign)
             if sequenced.events:
                 self._note_runs(sock, sequenced.events)
                 self.stats.events += len(sequenced.events)
@@ -234,6 +240,27 @@ class Collector:
         while self.runs.notices:
             producer, text = self.runs.notices.pop()
             self._send(sock, producer.encode(), "warn", text)
+
+    def _tell_misrouted(self, sock: zmq.asyncio.Socket, identity: bytes, producer: str, event: Event) -> None:
+        """Once per producer: its stream waits at another shard's trial. Log it, warn it, send the map."""
+        self._misrouted_told.add(producer)
+        shard = self.shard
+        owner = shard_of(event.trial, shard.count)
+        where = f"shard {owner} of {shard.count} at {shard.addresses[owner]}"
+        log.warning("producer %s sent trial %s (%s) to shard %d, but %s owns it: nothing of it is "
+                    "written here and that producer's stream waits at its event %d (kept in the "
+                    "producer's memory and spool). The producer found no shard map when it started "
+                    "(this set started after it, or did not answer within shard_lookup_timeout_s): "
+                    "start the sharded collector before the sweep; stop that driver and Tuner.restore "
+                    "it to route every trial to its shard", producer, event.trial, event.trial_dir,
+                    shard.index, where, event.seq)
+        self._send(sock, identity, "warn",
+                   f"trial {event.trial} belongs to {where}, not to shard {shard.index} at "
+                   f"{shard.addresses[shard.index]}: nothing of it is written and this stream waits "
+                   f"at its event {event.seq} (kept in memory and the spool). This producer found "
+                   f"no shard map when it started: start the sharded collector before the sweep; "
+                   f"stop this driver and Tuner.restore it to route every trial to its shard")
+        self._send_raw(sock, identity, self._shards_reply)
 
     async def _ack_loop(self, sock: zmq.asyncio.Socket) -> None:
         while True:
@@ -268,7 +295,7 @@ class Collector:
             producers={p: self._producer_snapshot(p, n, shown.get(p))
                        for p, n in sequencer.per_producer.items()
                        if p in sequencer.expected and (p in shown or p not in self.runs.runs)},
-            bus=self.address,
+            bus=self.address, misrouted=len(sequencer.held),
             shard=ShardSnapshot(self.shard.index, self.shard.count, self.shard.status_addresses))
 
     def _producer_snapshot(self, producer: str, events: int, run: Run | None) -> ProducerSnapshot:

@@ -20,6 +20,8 @@ class Sequenced:
 
     events: list[Event]
     replies: tuple[Reply, ...] = ()
+    foreign: Event | None = None
+    """The event the stream stopped at because another shard owns its trial (not taken)."""
 
 
 class Sequencer:
@@ -32,10 +34,19 @@ class Sequencer:
     policy): they are counted as dropped, not waited for. ``restored`` (the
     ledger's marks, producer to last written seq) continues each producer after
     what is already written.
+
+    ``owns`` (a shard's ``OwnedTrials``; None when not sharded) keeps another shard's
+    trials out: the stream stops before the first event of a trial this shard does not
+    own (experiment events, with no trial, are everyone's), which is neither taken nor
+    acknowledged, so its producer keeps it and resends it; that producer is ``held``.
     """
 
-    def __init__(self, restored: Mapping[str, int] | None = None) -> None:
+    def __init__(self, restored: Mapping[str, int] | None = None,
+                 owns: Mapping[str, bool] | None = None) -> None:
         restored = restored or {}
+        self._owns = owns
+        self.held: dict[str, Event] = {}
+        """Producers whose stream waits at a trial another shard owns: the event it waits at."""
         self.expected: dict[str, int] = {p: seq + 1 for p, seq in restored.items()}
         self.acked: dict[str, int] = dict(restored)
         self.duplicates = 0
@@ -56,6 +67,8 @@ class Sequencer:
         expected = max(known, base)
         accepted: list[Event] = []
         replies: list[Reply] = []
+        owns = self._owns
+        foreign: Event | None = None
         for event in events:
             if event.seq < expected:
                 self.duplicates += 1
@@ -64,13 +77,20 @@ class Sequencer:
                 self.gaps += 1
                 replies.append(("nack", expected))
                 break
+            if owns is not None and event.trial and not owns[event.trial]:
+                foreign = event
+                break
             accepted.append(event)
             expected += 1
         self.expected[producer] = expected
+        if foreign is not None:
+            self.held[producer] = foreign
+        elif accepted and producer in self.held:
+            del self.held[producer]
         self.per_producer[producer] += len(accepted)
         if len(accepted) < len(events) and producer in self.acked:
             replies.append(("ack", self.acked[producer]))
-        return Sequenced(accepted, tuple(replies))
+        return Sequenced(accepted, tuple(replies), foreign)
 
     def acks_due(self, written_mark: Callable[[str], int]) -> list[tuple[str, int]]:
         """Producers whose ``written_mark`` passed their last ack, with the new mark (now acked)."""

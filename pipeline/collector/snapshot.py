@@ -96,6 +96,8 @@ class CollectorSnapshot:
     """Filled in by the status server, which samples the counters; zero elsewhere."""
     bus: str = ""
     """The address the collector receives on."""
+    misrouted: int = 0
+    """Producers whose stream waits at a trial another shard owns (not written here)."""
     shard: ShardSnapshot = field(default_factory=ShardSnapshot)
 
     def to_json(self, indent: int | None = None) -> str:

@@ -69,6 +69,9 @@ def render_status(status: CollectorSnapshot) -> str:
               f"dropped events {status.dropped} (given up by producers)",
               f"duplicates {status.duplicates}, gaps {status.gaps}",
               f"refused clients {status.refused} (CurveZMQ handshakes; the collector log says why)"]
+    if status.misrouted:
+        lines.append(f"misrouted producers {status.misrouted} (each waits at a trial another shard owns; "
+                     f"the collector log says which)")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from pipeline.producer.send_buffer import Item, SendBuffer, shrink_event
 from pipeline.producer.sender_config import FullPolicy, SenderConfig, default_spool_dir
 from pipeline.wire.codec import decode_control, frame_events
 from pipeline.wire.events import SchemaError
+from pipeline.wire.shards import SHARDS
 from pipeline.wire.sockets import CurveKeys, producer_socket
 from pipeline.wire.spool import Spool, write_spool
 
@@ -77,6 +78,7 @@ class Sender:
         self._closing = threading.Event()
         self._wakeup = threading.Event()
         self._asleep = False
+        self._told_misrouted = False
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"tunebus-sender-{producer}", daemon=True)
         self._thread.start()
@@ -269,6 +271,21 @@ class Sender:
                 self._buffer.rewind(args[0])
             elif kind == "warn" and args and isinstance(args[0], str):
                 log.warning("tunebus: the collector at %s says: %s", self.address, args[0])
+            elif kind == SHARDS and args and isinstance(args[0], list) and len(args[0]) > 1:
+                self._misrouted(args[0])
+
+    def _misrouted(self, addresses: list[Any]) -> None:
+        """A shard refused one of our trials and sent its map: we assumed one shard. Said once."""
+        if self._told_misrouted:
+            return
+        self._told_misrouted = True
+        log.warning("tunebus: %s is shard of a set of %d (%s) that writes only its own trials, but "
+                    "this producer found no shard map when it started and sends every trial there: "
+                    "its stream waits at the first trial another shard owns; those events and the "
+                    "ones after are kept in memory and the spool (saved to %s when it ends). Start "
+                    "the sharded collector before the sweep; stop this driver and Tuner.restore it "
+                    "to route every trial to its shard", self.address, len(addresses),
+                    ", ".join(map(str, addresses)), self.spool_file)
 
     def _settle(self) -> None:
         """Publish the highest seq below which nothing is held any more, and wake waiters."""

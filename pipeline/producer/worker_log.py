@@ -142,8 +142,11 @@ def log(metrics: dict[str, Any], step: int | None = None) -> None:
     collector the run's ``BusCallback`` or ``TrainBusCallback`` sends to.
 
     Values are what a result may hold: numbers, nested dicts (flattened with ``/``), numpy
-    arrays (3-d and 4-d become images in TensorBoard, others histograms). Never blocks;
-    outside a trial, or with no collector configured, the call is dropped and counted.
+    arrays (3-d and 4-d become images in TensorBoard, others histograms). Never waits on the
+    collector, with one exception: the first call in a process whose target ``TUNEBUS_ADDRESS``
+    names (no driver's map) asks that address for the shard map and may wait up to
+    ``shard_lookup_timeout_s`` (2 s) for the answer. Outside a trial, or with no collector
+    configured, the call is dropped and counted.
     """
     global dropped_without_target
     worker = _worker

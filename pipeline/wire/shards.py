@@ -9,7 +9,8 @@ import msgpack
 
 from pipeline.wire.codec import frame_events
 
-__all__ = ["SHARDS", "WILDCARD_HOSTS", "hello_frame", "read_shard_map", "shard_of", "shards_reply"]
+__all__ = ["SHARDS", "WILDCARD_HOSTS", "OwnedTrials", "hello_frame", "read_shard_map", "shard_of",
+           "shards_reply"]
 
 SHARDS = "shards"
 """The control kind a collector answers a hello with: ``["shards", [bus address, ...]]``."""
@@ -25,6 +26,27 @@ def shard_of(trial_id: str, count: int) -> int:
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count!r}")
     return zlib.crc32(trial_id.encode()) % count if count > 1 else 0
+
+
+class OwnedTrials(dict[str, bool]):
+    """Whether shard ``index`` of ``count`` owns a trial: ``owned[trial]``, each trial hashed once.
+
+    A collector asks it for every trial event it takes, so the answer is kept per trial
+    (a dict lookup) instead of hashing the id again for each event.
+    """
+
+    __slots__ = ("index", "count")
+
+    def __init__(self, index: int, count: int) -> None:
+        super().__init__()
+        if not 0 <= index < count:
+            raise ValueError(f"shard index {index!r} is not among {count!r} shards")
+        self.index = index
+        self.count = count
+
+    def __missing__(self, trial: str) -> bool:
+        owned = self[trial] = shard_of(trial, self.count) == self.index
+        return owned
 
 
 def hello_frame(producer: str) -> bytes:
