@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import collections
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.wire.events import Event
 
 __all__ = ["Reply", "Sequenced", "Sequencer"]
+
+_TRIAL = operator.attrgetter("trial")
 
 Reply = tuple[str, int]
 """A control message for the producer: ``("ack", seq)`` or ``("nack", seq)``."""
@@ -67,7 +70,9 @@ class Sequencer:
         expected = max(known, base)
         accepted: list[Event] = []
         replies: list[Reply] = []
+        # Another shard's trials in this frame: usually none, so each event costs one truth test.
         owns = self._owns
+        theirs = [t for t in set(map(_TRIAL, events)) if t and not owns[t]] if owns is not None else None
         foreign: Event | None = None
         for event in events:
             if event.seq < expected:
@@ -77,7 +82,7 @@ class Sequencer:
                 self.gaps += 1
                 replies.append(("nack", expected))
                 break
-            if owns is not None and event.trial and not owns[event.trial]:
+            if theirs and event.trial in theirs:
                 foreign = event
                 break
             accepted.append(event)
