@@ -10,7 +10,8 @@ from typing import Any
 
 from sinks.base import Sink, TrialRef
 
-__all__ = ["GROUP", "Sink", "TrialRef", "make_sink", "register_sink", "sink_class", "sink_names"]
+__all__ = ["GROUP", "Sink", "TrialRef", "make_sink", "register_sink", "sink_class", "sink_names",
+           "unregister_sink"]
 
 GROUP = "tunebus.sinks"
 """The entry-point group of sinks. A package adds a sink by declaring one::
@@ -39,6 +40,11 @@ def register_sink(name: str, target: str) -> None:
     if ":" not in target:
         raise ValueError(f"target must look like 'module:Class', got {target!r}")
     _REGISTERED[name] = target
+
+
+def unregister_sink(name: str) -> None:
+    """Forget a sink ``register_sink`` added (entry points stay); nothing if there is none."""
+    _REGISTERED.pop(name, None)
 
 
 def sink_names() -> tuple[str, ...]:

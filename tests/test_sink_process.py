@@ -29,7 +29,7 @@ from pipeline.testing import (
     wait_until,
 )
 from pipeline.wire.codec import encode_event, encode_stored, frame_events
-from sinks import register_sink
+from sinks import register_sink, unregister_sink
 from tests.gated_sink import GATE
 from tests.readers import read_aim
 
@@ -166,7 +166,14 @@ async def test_a_killed_sink_process_is_restarted_and_every_point_arrives(
 async def test_acks_do_not_wait_for_a_sink_in_its_own_process(tmp_path: Path, address: str) -> None:
     """A non-durable sink held back in its process: JSON is written and acknowledged; the drain then
     waits for it to write everything."""
-    register_sink("gated", "tests.gated_sink:FileGatedSink")
+    register_sink("gated", "tests.gated_sink:FileGatedSink")  # for this test only: others list the sinks
+    try:
+        await _gated_run(tmp_path, address)
+    finally:
+        unregister_sink("gated")
+
+
+async def _gated_run(tmp_path: Path, address: str) -> None:
     out = tmp_path / "out"
     async with running_collector(out, address, sinks=("json", "gated"), gated_process=True) as collector:
         sender = _sender(address, tmp_path)
