@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TRAIN_TRIAL_DIR", "WorkerHead", "context_token", "resolve_head", "train_head"]
+__all__ = ["TRAIN_TRIAL_DIR", "WorkerHead", "context_token", "resolve_head", "train_head", "trainable_actor"]
 
 TRAIN_TRIAL_DIR = "train"
 _TRAIN_CONTEXT = "ray.train.v2._internal.execution.context"
@@ -55,7 +55,7 @@ def context_token() -> Any:
     token = getattr(session, "_session", None)
     if token is not None:
         return token
-    return _trainable_actor()
+    return trainable_actor()
 
 
 def resolve_head(token: Any) -> WorkerHead | None:
@@ -81,7 +81,7 @@ def resolve_head(token: Any) -> WorkerHead | None:
     return WorkerHead(storage.experiment_dir_name, token.trial_id, storage.trial_dir_name)
 
 
-def _trainable_actor() -> Any:
+def trainable_actor() -> Any:
     """The ``ray.tune.Trainable`` instance this actor process runs, if any (class trainables
     have no session to ask)."""
     trainable_module = sys.modules.get("ray.tune.trainable.trainable")

@@ -3,12 +3,14 @@
 # Each worker process gets one ``WorkerLog`` at its first call: its own producer id,
 # ``Sender`` thread, memory window and spool, so a call costs an encode and a deque
 # append and never waits on I/O. It is flushed (bounded) at the end of a Train
-# worker and at process exit; a forked child or an unpickled copy starts its own.
+# worker, when Tune stops or reuses a trial's actor, and at process exit; a forked
+# child or an unpickled copy starts its own.
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -20,7 +22,7 @@ from pipeline.producer.bus_target import BusTarget, lookup_target
 from pipeline.producer.sender import Sender
 from pipeline.producer.shard_lookup import SHARD_LOOKUP_TIMEOUT_S, lookup_shards
 from pipeline.producer.stream import ProducerStream
-from pipeline.producer.worker_context import WorkerHead, context_token, resolve_head
+from pipeline.producer.worker_context import WorkerHead, context_token, resolve_head, trainable_actor
 from pipeline.wire.codec import EventEncoder
 from pipeline.wire.events import Kind
 
@@ -30,6 +32,12 @@ _log = logging.getLogger(__name__)
 
 EXIT_FLUSH_S = 10.0
 """How long process exit waits for the collector to confirm a worker's events; the rest is spooled."""
+TRIAL_END_FLUSH_S = 10.0
+"""How long the end of a Tune trial (its actor stopped or reused) waits for the same."""
+UNHEARD_TRIAL_END_S = 0.5
+"""...and how long while no collector has answered this worker yet: long enough for a first frame's
+acknowledgement, short enough that a sweep without a collector is not held up (the calls then wait
+in memory and the spool)."""
 LOOKUP_INTERVAL_S = 5.0
 """How often a worker that found no collector to send to looks again (calls in between are dropped)."""
 WORKER_SEND_INTERVAL_S = 0.1
@@ -88,9 +96,12 @@ class WorkerLog:
         payload = {"step": step, "rank": head.rank, "world_size": head.world_size, "values": metrics}
         (self._out or self._start()).emit(LOG, head.names, payload)
 
-    def flush(self, timeout_s: float) -> bool:
-        """Wait until the collector confirms every call so far; False on timeout."""
-        return self._out is None or self._out.flush(timeout_s)
+    def flush(self, timeout_s: float, unheard_timeout_s: float | None = None) -> bool:
+        """Wait until the collector confirms every call so far; False on timeout.
+
+        ``unheard_timeout_s`` bounds the wait for a shard whose collector never answered.
+        """
+        return self._out is None or self._out.flush(timeout_s, unheard_timeout_s=unheard_timeout_s)
 
     def close(self, timeout_s: float = 0.0) -> bool:
         """Flush for up to ``timeout_s`` and stop; undelivered events go to the spool file."""
@@ -197,7 +208,43 @@ def _replace(worker: WorkerLog | None) -> None:
         old.close(EXIT_FLUSH_S)
     if worker is not None and not _exit_hooked:
         atexit.register(_close_at_exit)
+        _flush_when_trials_end()
         _exit_hooked = True
+
+
+def _flush_when_trials_end() -> None:
+    """Flush at the end of each Tune trial this process runs, in its ``_close_logfiles``.
+
+    Tune waits for a trial actor's ``stop`` before the run's end (``on_experiment_end``, then
+    ``fit()`` returns), and a reused actor is ``reset`` for its next trial; both end by
+    closing the trial's log files, so flushing there puts a trial's last calls in its files
+    before ``fit()`` returns, for class and function trainables, reused actors included.
+    Patched on the actor's own class: Ray made it when it created the actor, with each
+    method bound then (``stop`` and ``reset`` too), but those two look ``_close_logfiles``
+    up when they run. It is Tune's private method: without it, process exit still flushes.
+    """
+    actor = trainable_actor()
+    if actor is None:  # not a Tune trial: process exit and Train's shutdown flush
+        return
+    cls = type(actor)
+    method = getattr(cls, "_close_logfiles", None)
+    if method is None:
+        _log.warning("tunebus: this Ray's Trainable has no _close_logfiles; a trial's last "
+                     "pipeline.log calls are flushed only when its worker process exits")
+    elif not getattr(method, "_tunebus_flushes", False):
+        cls._close_logfiles = _flushing_first(method)
+
+
+def _flushing_first(method: Any) -> Any:
+    @functools.wraps(method)
+    def flushed_then(self: Any) -> Any:
+        worker = _worker
+        if worker is not None and worker._pid == os.getpid():
+            worker.flush(TRIAL_END_FLUSH_S, unheard_timeout_s=UNHEARD_TRIAL_END_S)
+        return method(self)
+
+    flushed_then._tunebus_flushes = True  # type: ignore[attr-defined]  # marks a method already wrapped
+    return flushed_then
 
 
 def _close_at_exit() -> None:
