@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from pipeline.wire import codec
+from pipeline.wire import values
 from pipeline.wire.codec import (
     EventEncoder,
     Fallback,
@@ -260,7 +260,7 @@ def test_the_fast_decoder_decodes_as_msgpack_does(payload: dict[str, object],
     pytest.importorskip("ormsgpack")
     frame = frame_events("p", 0, [encode_event("result", "p", 0, 1.5, "e", "t", "d", payload)])
     fast = decode_frame(frame)
-    monkeypatch.setattr(codec, "_fast_unpackb", None)
+    monkeypatch.setattr(values, "_fast_unpackb", None)
     plain = decode_frame(frame)
     assert fast.faults == plain.faults == []
     assert repr(fast.events) == repr(plain.events)
@@ -284,7 +284,7 @@ def test_what_the_fast_decoder_refuses_msgpack_judges(frame: bytes, monkeypatch:
     """A frame ormsgpack refuses gets msgpack's verdict: the same fault, or the same value."""
     pytest.importorskip("ormsgpack")
     fast = decode_frame(frame)
-    monkeypatch.setattr(codec, "_fast_unpackb", None)
+    monkeypatch.setattr(values, "_fast_unpackb", None)
     plain = decode_frame(frame)
     assert [f.fault for f in fast.faults] == [f.fault for f in plain.faults]
     assert repr(fast.events) == repr(plain.events)
