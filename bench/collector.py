@@ -14,9 +14,9 @@ from types import TracebackType
 import psutil
 
 from bench.harness import REPO, child_env
-from pipeline.testing import free_address
+from pipeline.testing import free_address, free_ports
 
-__all__ = ["CollectorProcess", "available_sinks", "cpu_seconds", "free_ports"]
+__all__ = ["CollectorProcess", "available_sinks", "cpu_seconds"]
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
@@ -46,23 +46,6 @@ def cpu_seconds(proc: psutil.Process) -> float:
             continue
         total += times.user + times.system
     return total
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports nobody listens on right now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = int(probe.getsockname()[1])
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
 
 
 class CollectorProcess:

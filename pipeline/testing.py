@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 # OpenTelemetry's ``InMemorySpanExporter``): the project's own tests and benchmarks
 # use these, and so can a third-party sink's tests. Nothing here imports Ray or Tune.
 __all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "CurvePair", "FailingSink", "GatedSink", "RecordingSink",
-           "curve_pair", "dealer", "event",
-           "free_address", "result_event", "result_events", "run_cli", "run_cli_here", "running_collector",
-           "start_collector", "start_event", "submit_results", "wait_for", "wait_until", "written"]
+           "curve_pair", "dealer", "event", "free_address", "free_ports", "result_event", "result_events",
+           "run_cli", "run_cli_here", "running_collector", "start_collector", "start_event", "submit_results",
+           "wait_for", "wait_until", "written"]
 
 EXPERIMENT = "exp"
 TRIAL = "t1"
@@ -51,6 +51,23 @@ def free_address() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports nobody listens on right now (for shards)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count > 65535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
 
 
 # -- collectors ---------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from pipeline.ops.status_client import ask_status
 from pipeline.producer.sender import SenderConfig
 from pipeline.producer.stream import ProducerStream
-from pipeline.testing import free_address, running_collector, wait_for, wait_until
+from pipeline.testing import free_address, free_ports, running_collector, wait_for, wait_until
 from pipeline.wire.shards import OwnedTrials, shard_of
 from pipeline.wire.spool import read_spool
 
@@ -86,23 +85,6 @@ async def test_a_one_shard_producer_waits_at_another_shards_trial(
     assert (stream_id, [seq for seq, _ in saved]) == ("A", [3, 4, 5])  # nothing lost
 
 
-def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports nobody listens on right now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first: int = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-
-
 def _lock_pid(out: Path, shard: int) -> int:
     try:
         text = (out / ".tunebus" / f"shard-{shard}" / "collector.lock").read_text().split()
@@ -116,7 +98,7 @@ def test_a_misrouted_driver_then_a_routed_one_keep_shard_1s_rows_across_kill_9_o
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A (no map) sends shard 1's trial to shard 0, B (map) to shard 1; kill -9 of shard 0 loses none."""
     caplog.set_level(logging.WARNING)
-    bus, status = _free_ports(2), _free_ports(2)
+    bus, status = free_ports(2), free_ports(2)
     out = tmp_path / "out"
     supervisor = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--shards", "2",
                                    "--bind", f"tcp://127.0.0.1:{bus}", "--status-bind",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pipeline.collector.config import CollectorConfig
 from pipeline.entry.child_process import RESTARTS, RestartPolicy
 from pipeline.entry.shard_set import ShardPlan, ShardSet, child_argv, plan_shards
 from pipeline.producer.sender import Sender, SenderConfig
-from pipeline.testing import run_cli, wait_for
+from pipeline.testing import free_ports, run_cli, wait_for
 from pipeline.wire.codec import encode_event
 from pipeline.wire.shards import shard_of
 
@@ -59,23 +58,6 @@ def test_a_child_gets_the_flags_as_typed_without_shards() -> None:
         "--out", "x", "--sinks", "json"]
 
 
-def _free_ports(count: int) -> int:
-    """The first of ``count`` consecutive loopback ports nobody listens on right now."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-
-
 def _events(stream: int) -> list[bytes]:
     """The starts, interleaved results and ends of the trials shard ``stream`` of 2 owns, sequenced."""
     producer = f"p.s{stream}"
@@ -101,7 +83,7 @@ def _lock_pid(out: Path, shard: int) -> int:
 def test_kill_9_of_one_shard_is_restarted_and_every_row_is_written_once(tmp_path: Path) -> None:
     """Shard 1 killed mid-stream: the set restarts it, each file holds every row once; status, stop."""
     assert {shard_of(t, 2) for t in TRIALS} == {0, 1}
-    bus, status = _free_ports(2), _free_ports(2)
+    bus, status = free_ports(2), free_ports(2)
     out = tmp_path / "out"
     supervisor = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--shards", "2",
                                    "--bind", f"tcp://127.0.0.1:{bus}", "--status-bind",
@@ -150,7 +132,7 @@ def test_kill_9_of_one_shard_is_restarted_and_every_row_is_written_once(tmp_path
 @pytest.mark.slow  # a supervisor and its collector child processes
 def test_sigterm_to_the_set_drains_every_shard_and_exits_0(tmp_path: Path) -> None:
     """SIGTERM to the supervisor: every shard writes what it got, the set exits 0; an --out of 2 refuses 1."""
-    bus = _free_ports(2)
+    bus = free_ports(2)
     out = tmp_path / "out"
     supervisor = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--shards", "2",
                                    "--bind", f"tcp://127.0.0.1:{bus}", "--status-bind", "", "--out", str(out),

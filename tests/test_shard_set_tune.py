@@ -13,7 +13,7 @@ import pytest
 from ray import tune
 
 from pipeline import BusCallback
-from pipeline.testing import run_cli, start_collector, wait_for
+from pipeline.testing import free_ports, run_cli, start_collector, wait_for
 from pipeline.wire.shards import shard_of
 
 TRIALS = 6
@@ -44,17 +44,11 @@ def _rows(storage: Path) -> dict[int, list[dict[str, Any]]]:
     return found
 
 
-def _free_ports(count: int) -> int:
-    from bench.collector import free_ports
-
-    return free_ports(count)
-
-
 @pytest.mark.slow  # a Tuner sweep and collector child processes
 def test_a_sweep_through_two_shards_writes_what_one_collector_writes(ray_session: None,
                                                                      tmp_path: Path) -> None:
     """Every trial's rows through 2 shards equal a 1-shard run's; each shard wrote its own trials; status."""
-    bus, status = _free_ports(2), _free_ports(2)
+    bus, status = free_ports(2), free_ports(2)
     sharded = tmp_path / "sharded"
     supervisor = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--shards", "2",
                                    "--bind", f"tcp://127.0.0.1:{bus}", "--status-bind",
@@ -72,7 +66,7 @@ def test_a_sweep_through_two_shards_writes_what_one_collector_writes(ray_session
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=60) == 0
     single = tmp_path / "single"
-    address = f"tcp://127.0.0.1:{_free_ports(1)}"
+    address = f"tcp://127.0.0.1:{free_ports(1)}"
     plain = start_collector(address, single, "--sinks", "json,csv", "--log-interval-s", "0")
     try:
         assert not _sweep(single, address).errors
