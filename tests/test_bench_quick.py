@@ -22,7 +22,7 @@ EXPECTED_KEYS = {
     "sweep": {"runs", "vs_no_loggers", "target"},
     "saturation": {"steps", "saturation_per_s", "lost_total"},
     "filters": {"tensorboard", "chains"},
-    "worker_log": {"runs", "vs_bare", "every_point_in_tensorboard", "target"},
+    "worker_log": {"runs", "wall_vs_bare", "cpu_vs_bare", "every_point_in_tensorboard", "target"},
     "many_trials": {"runs", "trials", "open_at_once"},
     "shards": {"runs", "best_per_s", "two_over_one", "producers"},
 }
