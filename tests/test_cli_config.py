@@ -156,9 +156,9 @@ def test_a_collect_table_sits_beside_sink_tables_and_top_level_keys(tmp_path: Pa
                     f'[sinks.aim]\nrepo = "{tmp_path / "aim"}"\nmetrics = ["loss"]\ndurable = true\n')
     config = CollectorConfig.from_flat(**read_config(path))
     assert (config.out, config.sinks, config.log_level) == (tmp_path, ("json", "aim"), "DEBUG")
-    assert config.sink_options == {"json": {"filters": (), "process": None, "nice": 10}, "aim": {
+    assert config.sink_options == {"json": {"filters": (), "process": None, "nice": 19}, "aim": {
         "repo": tmp_path / "aim", "metrics": ("loss",), "experiment_name": None, "durable": True,
-        "filters": (), "process": None, "nice": 10}}
+        "filters": (), "process": None, "nice": 19}}
 
 
 def test_flat_aim_flags_fill_the_same_options_as_the_sink_table(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def test_flat_aim_flags_fill_the_same_options_as_the_sink_table(tmp_path: Path) 
     assert config == CollectorConfig.from_flat(**read_config(path))
     assert config.sink_options["aim"] == {"repo": tmp_path / "aim", "metrics": ("loss",),
                                           "experiment_name": None, "durable": True, "filters": (),
-                                          "process": None, "nice": 10}
+                                          "process": None, "nice": 19}
 
 
 def test_defaults_come_from_the_declarations(tmp_path: Path) -> None:

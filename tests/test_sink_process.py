@@ -121,7 +121,7 @@ def test_a_durable_sink_asking_for_its_own_process_is_refused() -> None:
 
 @pytest.mark.slow  # Aim in a child process, read back with Aim's own CLI
 async def test_events_reach_aim_through_its_own_niced_process(tmp_path: Path, address: str) -> None:
-    """The aim sink runs in a child of the collector at nice 10; every point is in the repo after a drain."""
+    """The aim sink runs in a child of the collector at nice 19; every point is in the repo after a drain."""
     out = tmp_path / "out"
     async with running_collector(out, address, sinks=("json", "aim")) as collector:
         sender = _sender(address, tmp_path)
@@ -129,7 +129,7 @@ async def test_events_reach_aim_through_its_own_niced_process(tmp_path: Path, ad
         assert await asyncio.to_thread(sender.flush, 30)
         sender.close()
         [child] = _sink_children(os.getpid())
-        assert child.nice() - psutil.Process().nice() == 10
+        assert child.nice() == min(19, psutil.Process().nice() + 19)
         await wait_until(lambda: _written(collector, "aim") == 201, TIMEOUT_S, "aim caught up")
         assert collector.snapshot().sinks["aim"].lag == 0
     [run] = read_aim(out / EXPERIMENT)
