@@ -196,16 +196,26 @@ def _stop(args: argparse.Namespace) -> int:
     return 1 if draining else 0
 
 
+def _join_ray(verb: str) -> int:
+    """Join the running Ray cluster: 0, or the exit status after one line saying there is none."""
+    import ray
+
+    try:
+        ray.init(address="auto", configure_logging=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError) as exc:
+        return _error(verb, f"no Ray cluster to join ({exc}); set RAY_ADDRESS", 1)
+    return 0
+
+
 def _status_ray(name: str, timeout_s: float) -> list[ShardAnswer] | int:
     """Every shard's answer of the Ray collector ``name``, asked by its actors; else the exit status."""
     import ray
 
     from pipeline.entry.ray_actor import status_on_ray
 
-    try:
-        ray.init(address="auto", configure_logging=False, log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, RuntimeError) as exc:
-        return _error("status", f"no Ray cluster to join ({exc}); set RAY_ADDRESS", 1)
+    joined = _join_ray("status")
+    if joined:
+        return joined
     try:
         answers = status_on_ray(name, timeout_s)
     finally:
@@ -220,10 +230,9 @@ def _stop_ray(name: str, timeout_s: float) -> int:
 
     from pipeline.entry.ray_actor import stop_collector_on_ray
 
-    try:
-        ray.init(address="auto", configure_logging=False, log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, RuntimeError) as exc:
-        return _error("stop", f"no Ray cluster to join ({exc}); set RAY_ADDRESS", 1)
+    joined = _join_ray("stop")
+    if joined:
+        return joined
     try:
         stopped = stop_collector_on_ray(name, timeout_s)
     except RuntimeError as exc:
