@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 # use these, and so can a third-party sink's tests. Nothing here imports Ray or Tune.
 __all__ = ["EXPERIMENT", "TRIAL", "TRIAL_DIR", "CurvePair", "FailingSink", "GatedSink", "RecordingSink",
            "curve_pair", "dealer", "event", "free_address", "free_ports", "result_event", "result_events",
-           "run_cli", "run_cli_here", "running_collector", "start_collector", "start_event", "submit_results",
-           "wait_for", "wait_until", "written"]
+           "run_cli", "run_cli_here", "running_collector", "start_collector", "start_event",
+           "start_shard_set", "submit_results", "wait_for", "wait_until", "written"]
 
 EXPERIMENT = "exp"
 TRIAL = "t1"
@@ -103,6 +103,15 @@ def start_collector(address: str, out: Path, *extra: str) -> subprocess.Popen[by
     cmd = [sys.executable, "-m", "pipeline.entry.cli", "collect", "--bind", address,
            "--out", str(out), *status, *extra]
     return subprocess.Popen(cmd)
+
+
+def start_shard_set(out: Path, shards: int, bus_port: int, status_port: int,
+                    sinks: str = "json,csv") -> subprocess.Popen[bytes]:
+    """``tunebus collect --shards N`` on loopback ports from ``bus_port``/``status_port`` up, in a child."""
+    return subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--shards", str(shards),
+                             "--bind", f"tcp://127.0.0.1:{bus_port}", "--status-bind",
+                             f"tcp://127.0.0.1:{status_port}", "--out", str(out), "--sinks", sinks,
+                             "--log-interval-s", "0"])
 
 
 def run_cli(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,14 @@ import pytest
 from pipeline.ops.status_client import ask_status
 from pipeline.producer.sender import SenderConfig
 from pipeline.producer.stream import ProducerStream
-from pipeline.testing import free_address, free_ports, running_collector, wait_for, wait_until
+from pipeline.testing import (
+    free_address,
+    free_ports,
+    running_collector,
+    start_shard_set,
+    wait_for,
+    wait_until,
+)
 from pipeline.wire.shards import OwnedTrials, shard_of
 from pipeline.wire.spool import read_spool
 
@@ -100,10 +105,7 @@ def test_a_misrouted_driver_then_a_routed_one_keep_shard_1s_rows_across_kill_9_o
     caplog.set_level(logging.WARNING)
     bus, status = free_ports(2), free_ports(2)
     out = tmp_path / "out"
-    supervisor = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--shards", "2",
-                                   "--bind", f"tcp://127.0.0.1:{bus}", "--status-bind",
-                                   f"tcp://127.0.0.1:{status}", "--out", str(out), "--sinks", "json,csv",
-                                   "--log-interval-s", "0"])
+    supervisor = start_shard_set(out, 2, bus, status)
     addresses = [f"tcp://127.0.0.1:{bus}", f"tcp://127.0.0.1:{bus + 1}"]
     config = SenderConfig(spool_dir=str(tmp_path / "spool"), resend_after_s=0.5)
     head = _head(THEIRS)

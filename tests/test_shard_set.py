@@ -15,7 +15,7 @@ from pipeline.collector.config import CollectorConfig
 from pipeline.entry.child_process import RESTARTS, RestartPolicy
 from pipeline.entry.shard_set import ShardPlan, ShardSet, child_argv, plan_shards
 from pipeline.producer.sender import Sender, SenderConfig
-from pipeline.testing import free_ports, run_cli, wait_for
+from pipeline.testing import free_ports, run_cli, start_shard_set, wait_for
 from pipeline.wire.codec import encode_event
 from pipeline.wire.shards import shard_of
 
@@ -85,10 +85,7 @@ def test_kill_9_of_one_shard_is_restarted_and_every_row_is_written_once(tmp_path
     assert {shard_of(t, 2) for t in TRIALS} == {0, 1}
     bus, status = free_ports(2), free_ports(2)
     out = tmp_path / "out"
-    supervisor = subprocess.Popen([sys.executable, "-m", "pipeline.entry.cli", "collect", "--shards", "2",
-                                   "--bind", f"tcp://127.0.0.1:{bus}", "--status-bind",
-                                   f"tcp://127.0.0.1:{status}", "--out", str(out), "--sinks", "json,csv",
-                                   "--log-interval-s", "0"])
+    supervisor = start_shard_set(out, 2, bus, status)
     streams = [_events(0), _events(1)]
     senders = [Sender(f"tcp://127.0.0.1:{bus + k}", f"p.s{k}",
                       SenderConfig(spool_dir=str(tmp_path / "spool"), resend_after_s=0.5)) for k in (0, 1)]
